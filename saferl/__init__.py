@@ -1,0 +1,2 @@
+"""saferl: safe offline reinforcement learning."""
+__version__ = "0.1.0"

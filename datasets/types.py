@@ -26,6 +26,7 @@ ARRAY_FIELDS = FLOAT_FIELDS + BOOL_FIELDS
 class Batch:
     """A batch of transitions as torch tensors (float32; ``terminals``/``timeouts`` as 0/1 floats)."""
 
+
     observations: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
@@ -33,6 +34,8 @@ class Batch:
     next_observations: torch.Tensor
     terminals: torch.Tensor
     timeouts: torch.Tensor
+    indices: torch.Tensor
+    """Row of each sampled transition in its dataset (int64), e.g. for per-state precomputed lookups."""
 
     def to(self, device: torch.device | str) -> "Batch":
         """Return the batch on ``device``."""
@@ -220,7 +223,7 @@ class TransitionDataset:
         """Draw ``batch_size`` transitions uniformly with replacement, as one vectorised gather."""
         tensors = self.tensors()
         index = torch.randint(len(self), (batch_size,), generator=generator)
-        return Batch(**{name: tensor.index_select(0, index) for name, tensor in tensors.items()})
+        return Batch(**{name: tensor.index_select(0, index) for name, tensor in tensors.items()}, indices=index)
 
 
 __all__ = ["Batch", "TransitionDataset", "ARRAY_FIELDS", "FLOAT_FIELDS", "BOOL_FIELDS"]

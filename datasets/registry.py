@@ -134,8 +134,9 @@ _D4RL_REF = {
 _D4RL_ENV_ID = {"halfcheetah": "HalfCheetah-v4", "hopper": "Hopper-v4", "walker2d": "Walker2d-v4", "ant": "Ant-v4"}
 _D4RL_LEVELS = ["random", "medium", "medium-replay", "medium-expert", "expert"]
 
-# The built-in point robot (datasets/envs/point_robot.py). R_max/R_min are the best and worst returns of
-# the default behaviour dataset (`saferl data build PointRobot`, seed 0); tests rebuild it and check them.
+# The built-in point robot (datasets/envs/point_robot.py). R_max/R_min and C_max are the best and worst
+# returns and the largest cost return of the default dataset (1000 scripted behaviours, seed 0:
+# `saferl.datasets.point_robot_data.build_point_robot_dataset`); a test rebuilds it and checks them.
 POINT_ROBOT = TaskSpec(
     name="PointRobot",
     dataset_id="OfflinePointRobot-v0",
@@ -143,13 +144,13 @@ POINT_ROBOT = TaskSpec(
     simulator="builtin",
     format="builtin",
     episode_len=200,
-    reward_max=4.4,
-    reward_min=-1.5,
-    cost_max=80.0,
+    reward_max=3.7701,
+    reward_min=0.7547,
+    cost_max=51.0,
     num_trajectories=1000,
     obs_dim=2,
     act_dim=2,
-    file_name="PointRobot-v0-80-1000.hdf5",
+    file_name="PointRobot-v0-51-1000.hdf5",
     url=None,
 )
 

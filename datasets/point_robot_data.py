@@ -1,0 +1,91 @@
+"""The built-in point-robot dataset: scripted behaviours from reckless to cautious, built in seconds.
+
+``build_point_robot_dataset`` rolls every behaviour out at once as one numpy batch (no simulator, no
+per-step Python over episodes) and returns a :class:`TransitionDataset`; ``ensure_builtin_dataset``
+writes it once into the DSRL cache in DSRL's format, so it loads like any downloaded benchmark file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .envs.point_robot import BehaviourFamily, PointRobotParams, PointRobotVectorEnv, scripted_actions
+from .registry import TaskSpec
+from .types import TransitionDataset
+
+
+def build_point_robot_dataset(
+    num_trajectories: int = 1000,
+    seed: int = 0,
+    params: PointRobotParams = PointRobotParams(),
+    family: BehaviourFamily = BehaviourFamily(),
+) -> TransitionDataset:
+    """Roll out ``num_trajectories`` scripted behaviours (one each) and return their transitions.
+
+    Deterministic by ``seed``: the behaviour parameters, start positions and action noise all come
+    from one ``numpy.random.Generator(seed)``.
+    """
+    if num_trajectories < 1:
+        raise ValueError(f"num_trajectories must be >= 1, got {num_trajectories}")
+    rng = np.random.default_rng(seed)
+    behaviour = family.sample(num_trajectories, rng)
+    env = PointRobotVectorEnv(num_trajectories, params)
+    episode_seeds = rng.integers(0, 2**31 - 1, size=num_trajectories)
+    obs = env.reset_envs(np.arange(num_trajectories), episode_seeds.tolist())
+
+    T = params.episode_len
+    shape = (T, num_trajectories)
+    observations = np.zeros(shape + (2,), np.float32)
+    next_observations = np.zeros(shape + (2,), np.float32)
+    actions = np.zeros(shape + (2,), np.float32)
+    rewards, costs = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    terminals, timeouts = np.zeros(shape, bool), np.zeros(shape, bool)
+    alive = np.zeros(shape, bool)
+    running = np.ones(num_trajectories, bool)
+    for t in range(T):
+        action = scripted_actions(env.positions, behaviour, params, rng)
+        step = env.step(action)
+        observations[t], actions[t], next_observations[t] = obs, action, step.observations
+        rewards[t], costs[t] = step.rewards, step.costs
+        terminals[t], timeouts[t] = step.terminated, step.truncated
+        alive[t] = running
+        running &= ~(step.terminated | step.truncated)
+        obs = step.observations
+        if not running.any():
+            break
+
+    # Transpose to trajectory-major order and keep only the steps each trajectory actually took.
+    keep = alive.T.reshape(-1)
+
+    def flat(arr: np.ndarray) -> np.ndarray:
+        return np.swapaxes(arr, 0, 1).reshape((-1,) + arr.shape[2:])[keep]
+
+    return TransitionDataset(
+        observations=flat(observations),
+        actions=flat(actions),
+        rewards=flat(rewards),
+        costs=flat(costs),
+        next_observations=flat(next_observations),
+        terminals=flat(terminals),
+        timeouts=flat(timeouts),
+        metadata={"task": "PointRobot", "source": f"built-in point robot (seed {seed})", "format": "dsrl"},
+    )
+
+
+def ensure_builtin_dataset(task: TaskSpec, seed: int = 0) -> Path:
+    """Build the built-in task's DSRL-format file into the DSRL cache if it is missing; return its path."""
+    from .download import dataset_path
+    from .formats import write_dsrl
+
+    if task.name != "PointRobot":
+        raise ValueError(f"'{task.name}' is not a built-in task")
+    path = dataset_path(task)
+    if not path.exists():
+        dataset = build_point_robot_dataset(task.num_trajectories, seed=seed)
+        write_dsrl(dataset, path)
+    return path
+
+
+__all__ = ["build_point_robot_dataset", "ensure_builtin_dataset"]

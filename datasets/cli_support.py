@@ -6,7 +6,8 @@ from pathlib import Path
 
 from .envs import simulator_available
 from .errors import SaferlDataError
-from .loading import dataset_path, is_cached, load_dataset
+from .download import dataset_path, is_cached
+from .loading import load_dataset
 from .registry import TASKS, get_task
 from .types import TransitionDataset
 

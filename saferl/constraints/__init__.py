@@ -1,0 +1,52 @@
+"""The shared constrained-optimisation core of saferl.
+
+Small, standalone pieces, each documented with its maths in ``docs/constraints/``: cost limits,
+Lagrange multipliers, trust regions, high-confidence safety certificates, critic ensembles and value
+losses, feasibility (Hamilton-Jacobi reachability), dataset nearest neighbours, OOD guardians.
+"""
+
+from saferl.constraints.certificates import (
+    CERTIFICATE_METHODS,
+    NO_SOLUTION_FOUND,
+    SafetyTestResult,
+    empirical_bernstein_upper_bound,
+    hoeffding_upper_bound,
+    inflated_bound,
+    safety_test,
+    student_t_upper_bound,
+    upper_confidence_bound,
+)
+from saferl.constraints.cost_limits import episodic_cost_limit_from_q_threshold, per_step_cost_threshold
+from saferl.constraints.multipliers import (
+    MULTIPLIER_KINDS,
+    LagrangeMultiplier,
+    LogLagrangeMultiplier,
+    Multiplier,
+    PIDLagrangeMultiplier,
+    make_multiplier,
+)
+from saferl.constraints.trust_region import PolicySnapshot, gaussian_anchor_distance, gaussian_kl, squared_distance
+
+__all__ = [
+    "CERTIFICATE_METHODS",
+    "NO_SOLUTION_FOUND",
+    "SafetyTestResult",
+    "empirical_bernstein_upper_bound",
+    "hoeffding_upper_bound",
+    "inflated_bound",
+    "safety_test",
+    "student_t_upper_bound",
+    "upper_confidence_bound",
+    "episodic_cost_limit_from_q_threshold",
+    "per_step_cost_threshold",
+    "MULTIPLIER_KINDS",
+    "LagrangeMultiplier",
+    "LogLagrangeMultiplier",
+    "Multiplier",
+    "PIDLagrangeMultiplier",
+    "make_multiplier",
+    "PolicySnapshot",
+    "gaussian_anchor_distance",
+    "gaussian_kl",
+    "squared_distance",
+]

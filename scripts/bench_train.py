@@ -1,0 +1,128 @@
+"""Training speed: saferl's trainer against an OSRL-style loop with a per-sample data loader.
+
+Both sides train BC-Safe's actor (same MLP, same batch size, same Adam) on the same selected data:
+
+* **saferl**: ``saferl.trainer.Trainer`` end to end (batch sampling by one vectorised gather, the
+  algorithm's ``update``, loss logging, periodic checkpoints), timed over the training loop only
+  (``metrics.csv``'s ``steps_per_s`` of the last window);
+* **OSRL-style**: a ``torch.utils.data.Dataset`` whose ``__getitem__`` returns one transition, batched by a
+  ``DataLoader`` (shuffle, default collate), as OSRL's ``TransitionDataset`` is used, with the same update.
+
+Prints a table and a last line ``RESULT {json}`` with ``speedup_vs_per_sample_loader`` (target >= 3).
+Run alone: a second busy process on the 2 cores slows torch 8-16x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from saferl.config import load_config
+from saferl.datasets import TransitionDataset
+from saferl.datasets.point_robot_data import build_point_robot_dataset
+from saferl.datasets.transforms import select_bc_safe
+from saferl.networks.mlp import MLP
+from saferl.trainer import Trainer
+
+
+class PerSampleDataset(Dataset):
+    """OSRL-style: one transition per ``__getitem__``."""
+
+    def __init__(self, data: TransitionDataset) -> None:
+        self.obs, self.actions = data.observations, data.actions
+        self.rewards, self.costs, self.done = data.rewards, data.costs, data.terminals.astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+        return self.obs[i], self.actions[i], self.rewards[i], self.costs[i], self.done[i]
+
+
+def osrl_style_steps_per_s(data: TransitionDataset, steps: int, batch_size: int, hidden: list[int]) -> float:
+    """Steps/s of the per-sample-loader loop with BC's update."""
+    torch.manual_seed(0)
+    actor = MLP(data.obs_dim, data.act_dim, hidden=tuple(hidden), output_activation="tanh")
+    optim = torch.optim.Adam(actor.parameters(), lr=1e-3)
+    mean = torch.as_tensor(data.observations.mean(0))
+    std = torch.as_tensor(data.observations.std(0)) + 1e-3
+    loader = DataLoader(PerSampleDataset(data), batch_size=batch_size, shuffle=True, drop_last=True)
+    it = iter(loader)
+    done = 0
+    start = time.perf_counter()
+    while done < steps:
+        try:
+            obs, actions, *_ = next(it)
+        except StopIteration:
+            it = iter(loader)
+            continue
+        loss = F.mse_loss(actor((obs - mean) / std), actions)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        done += 1
+    return steps / (time.perf_counter() - start)
+
+
+def saferl_steps_per_s(data: TransitionDataset, steps: int, batch_size: int, hidden: list[int], out: Path) -> float:
+    """Steps/s of saferl's trainer loop (from metrics.csv, whose rate excludes set-up and evaluation)."""
+    config = load_config(None, [
+        "algorithm=bc_safe", f"steps={steps}", f"log_every={steps}", f"checkpoint_every={steps}", "eval_every=0",
+        "eval_episodes=1", "progress=false", f"out_dir={out}", f"algo.batch_size={batch_size}",
+        f"algo.hidden=[{','.join(map(str, hidden))}]",
+    ])
+    Trainer(config, data).run()
+    with (out / "metrics.csv").open() as handle:
+        return float(list(csv.DictReader(handle))[-1]["steps_per_s"])
+
+
+def main() -> dict:
+    """Run the comparison and return the result dict."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps (under a minute)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    steps, repeats = (300, 1) if args.quick else (2000, 3)
+    hidden = [256, 256]
+    data = build_point_robot_dataset(1000, seed=0)
+    safe = select_bc_safe(data, 10.0)
+    rows = []
+    for batch_size in (512, 256):
+        ours, theirs = [], []
+        for _ in range(repeats):  # interleaved, median: robust to a passing load on the machine
+            with tempfile.TemporaryDirectory() as tmp:
+                ours.append(saferl_steps_per_s(data, steps, batch_size, hidden, Path(tmp) / "run"))
+            theirs.append(osrl_style_steps_per_s(safe, steps, batch_size, hidden))
+        ours_s, theirs_s = float(np.median(ours)), float(np.median(theirs))
+        rows.append({"batch_size": batch_size, "saferl_steps_per_s": round(ours_s, 1),
+                     "osrl_style_steps_per_s": round(theirs_s, 1), "speedup": round(ours_s / theirs_s, 2)})
+    print(f"BC-Safe on the point robot ({len(safe)} selected transitions), MLP {hidden}, {steps} steps, "
+          f"median of {repeats} interleaved repeats, {args.threads} torch threads")
+    print(f"{'batch':>6} {'saferl steps/s':>15} {'OSRL-style steps/s':>19} {'speed-up':>9}")
+    for row in rows:
+        print(f"{row['batch_size']:>6} {row['saferl_steps_per_s']:>15} {row['osrl_style_steps_per_s']:>19} {row['speedup']:>9}")
+    result = {
+        "speedup_vs_per_sample_loader": rows[0]["speedup"],
+        "speedup_batch_256": rows[1]["speedup"],
+        "saferl_steps_per_s": rows[0]["saferl_steps_per_s"],
+        "osrl_style_steps_per_s": rows[0]["osrl_style_steps_per_s"],
+        "batch_size": rows[0]["batch_size"],
+        "steps": steps,
+        "quick": args.quick,
+    }
+    print("RESULT " + json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -12,10 +12,34 @@ from .errors import (
     TaskUnavailableError,
     UnknownTaskError,
 )
+from .download import d4rl_cache_dir, dataset_path, download, dsrl_cache_dir, is_cached
+from .formats import (
+    d4rl_normalized_score,
+    read_d4rl,
+    read_dsrl,
+    read_minari,
+    write_d4rl,
+    write_dsrl,
+    write_minari,
+)
+from .loading import load_dataset
 from .registry import TASKS, TaskSpec, get_task, list_tasks
 from .types import Batch, TransitionDataset
 
 __all__ = [
+    "load_dataset",
+    "read_dsrl",
+    "write_dsrl",
+    "read_d4rl",
+    "write_d4rl",
+    "read_minari",
+    "write_minari",
+    "d4rl_normalized_score",
+    "dsrl_cache_dir",
+    "d4rl_cache_dir",
+    "dataset_path",
+    "is_cached",
+    "download",
     "Batch",
     "TransitionDataset",
     "TaskSpec",

@@ -41,6 +41,13 @@ class Batch:
         """Return the batch on ``device``."""
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
+    def rows(self, start: int, stop: int) -> "Batch":
+        """The sub-batch of rows ``start:stop`` (views, no copy)."""
+        return Batch(**{f.name: getattr(self, f.name)[start:stop] for f in dataclasses.fields(self)})
+
+    def __len__(self) -> int:
+        return int(self.observations.shape[0])
+
 
 @dataclass
 class TransitionDataset:

@@ -30,7 +30,7 @@ class AlgorithmConfig:
 
 @dataclass(frozen=True)
 class TaskContext:
-    """Facts about the task an algorithm is trained for (from the registry and the run config)."""
+    """Facts about the task and the run an algorithm is trained for (from the registry and the run config)."""
 
     obs_dim: int
     act_dim: int
@@ -39,6 +39,8 @@ class TaskContext:
     """Episodic cost limit kappa (undiscounted episode cost)."""
     reward_max: float = float("nan")
     reward_min: float = float("nan")
+    total_steps: int = 0
+    """Gradient steps of the run (for learning-rate schedules and staged training; 0 if unknown)."""
 
 
 class ObservationNormalizer(nn.Module):

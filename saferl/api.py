@@ -51,10 +51,15 @@ class Agent:
         self.algorithm: Algorithm | None = None
         self.result: TrainResult | None = None
 
-    def fit(self, dataset: TransitionDataset | None = None, resume: bool = False) -> EvaluationResult:
-        """Train on ``dataset`` (default: the task's dataset) and return the final evaluation."""
+    def fit(
+        self, dataset: TransitionDataset | None = None, resume: bool = False, until: int | None = None
+    ) -> EvaluationResult | None:
+        """Train on ``dataset`` (default: the task's dataset) and return the final evaluation.
+
+        ``until`` pauses at that step (checkpointed; returns None); ``resume=True`` continues a run.
+        """
         trainer = Trainer(self.config, dataset)
-        self.result = trainer.run(resume=resume)
+        self.result = trainer.run(resume=resume, until=until)
         self.algorithm = trainer.algorithm
         return self.result.final
 

@@ -40,6 +40,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config_path = items.pop(0) if items and "=" not in items[0] else None
     config = load_config(config_path, items)
     result = train(config, resume=args.resume)
+    assert result.final is not None
     _print_result(result.final.to_dict(), result.out_dir)
     return 0
 

@@ -56,6 +56,7 @@ def task_context(task: TaskSpec, dataset: TransitionDataset, config: RunConfig) 
         cost_limit=config.cost_limit,
         reward_max=task.reward_max,
         reward_min=task.reward_min,
+        total_steps=config.steps,
     )
 
 
@@ -103,8 +104,9 @@ class TrainResult:
     """What a finished run produced."""
 
     out_dir: Path
-    final: EvaluationResult
-    records: EpisodeRecords
+    final: EvaluationResult | None
+    """The final evaluation (None when the run paused before ``config.steps`` with ``until``)."""
+    records: EpisodeRecords | None
     steps: int
 
 
@@ -176,8 +178,12 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------ loop
-    def run(self, resume: bool = False) -> TrainResult:
-        """Train (or resume) to ``config.steps``, evaluate the last model, write the run's files."""
+    def run(self, resume: bool = False, until: int | None = None) -> TrainResult:
+        """Train (or resume) to ``config.steps``, evaluate the last model, write the run's files.
+
+        ``until`` pauses the run at that step instead (checkpointed, no final evaluation): a later
+        ``run(resume=True)`` continues exactly as if it had never stopped.
+        """
         cfg = self.config
         checkpoint = self.out_dir / CHECKPOINT_NAME
         if checkpoint.exists() and not resume:
@@ -202,7 +208,8 @@ class Trainer:
         progress = _progress(cfg, self.step)
         started, started_step = time.perf_counter(), self.step
         try:
-            while self.step < cfg.steps:
+            stop = cfg.steps if until is None else min(until, cfg.steps)
+            while self.step < stop:
                 batch = self.train_data.sample(algo_config_of(cfg).batch_size, self.sampler)
                 if cfg.device != "cpu":
                     batch = batch.to(cfg.device)
@@ -237,6 +244,10 @@ class Trainer:
             if progress is not None:
                 progress.close()
             writer.flush()
+        if self.step < cfg.steps:
+            self.save()
+            writer.close()
+            return TrainResult(self.out_dir, None, None, self.step)
         limits = sorted({float(cfg.cost_limit), *map(float, cfg.report_cost_limits)})
         final, records = self.evaluate(cfg.eval_episodes, limits, record=self.task.simulator == "builtin")
         _write_text(self.out_dir / "final_metrics.json", json.dumps(_final_payload(final, self.step), indent=2))

@@ -83,7 +83,7 @@ def test_algorithm_contract(name: str, tmp_path: Path) -> None:
                 progress=False, torch_threads=1, algo={"batch_size": 32})
     agent = Agent(name, out_dir=str(tmp_path / "full"), **base)
     result = agent.fit(data)
-    assert np.isfinite(result.mean_return)
+    assert result is not None and np.isfinite(result.mean_return)
     obs = data.observations[:5]
     actions = agent.act(obs)
     assert actions.shape == (5, data.act_dim) and np.all(np.abs(actions) <= 1.0 + 1e-6)
@@ -92,9 +92,9 @@ def test_algorithm_contract(name: str, tmp_path: Path) -> None:
     loaded = Agent.load(saved)
     np.testing.assert_allclose(loaded.act(obs), actions, rtol=1e-5, atol=1e-6)
 
-    # Resume: stop at step 6 (a checkpoint), continue to 12; identical to the uninterrupted run.
-    first = Agent(name, out_dir=str(tmp_path / "split"), **{**base, "steps": 6})
-    first.fit(data)
+    # Resume: pause at step 5 (between checkpoints), continue to 12; identical to the uninterrupted run.
+    first = Agent(name, out_dir=str(tmp_path / "split"), **base)
+    assert first.fit(data, until=5) is None
     second = Agent(name, out_dir=str(tmp_path / "split"), **base)
     second.fit(data, resume=True)
     full_state = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["algorithm"]["modules"]

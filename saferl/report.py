@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +21,7 @@ from saferl.datasets.envs.point_robot import PointRobotParams, true_feasible_mas
 from saferl.evaluation import EpisodeRecords
 
 COLUMNS = [
-    "run", "algorithm", "task", "seed", "checkpoint", "episodes", "cost_limit", "return", "cost",
+    "run", "variant", "algorithm", "task", "seed", "checkpoint", "episodes", "cost_limit", "return", "cost",
     "normalized_reward", "normalized_cost", "violation_rate", "zero_cost_rate", "cost_cvar_10", "safe",
 ]
 
@@ -46,6 +47,7 @@ def _run_rows(run_dir: Path, metrics_file: str) -> list[dict[str, Any]]:
         rows.append(
             {
                 "run": run_dir.name,
+                "variant": re.sub(r"-seed\d+$", "", run_dir.name),
                 "algorithm": algorithm,
                 "task": metrics["task"],
                 "seed": seed,
@@ -74,13 +76,17 @@ def collect(run_dirs: Sequence[str | Path], metrics_file: str = "final_metrics.j
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds for each (algorithm, task, cost limit)."""
+    """Mean and std over seeds for each (variant, task, cost limit).
+
+    A variant is a run folder's name without its ``-seedN`` suffix (e.g. ``fisor_reward_aware``).
+    """
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["algorithm"], row["task"], row["cost_limit"]), []).append(row)
+        groups.setdefault((row["variant"], row["task"], row["cost_limit"]), []).append(row)
     out = []
-    for (algorithm, task, limit), members in groups.items():
-        entry: dict[str, Any] = {"algorithm": algorithm, "task": task, "cost_limit": limit, "seeds": len(members)}
+    for (variant, task, limit), members in groups.items():
+        entry: dict[str, Any] = {"variant": variant, "algorithm": members[0]["algorithm"], "task": task,
+                                 "cost_limit": limit, "seeds": len(members)}
         for key in ("normalized_reward", "normalized_cost", "violation_rate", "return", "cost"):
             values = np.array([m[key] for m in members], dtype=float)
             entry[key] = float(values.mean())
@@ -118,7 +124,7 @@ def to_csv(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> 
 
 def aggregate_columns() -> list[str]:
     """Columns of the aggregated table."""
-    return ["algorithm", "task", "cost_limit", "seeds", "normalized_reward", "normalized_reward_std",
+    return ["variant", "algorithm", "task", "cost_limit", "seeds", "normalized_reward", "normalized_reward_std",
             "normalized_cost", "normalized_cost_std", "violation_rate", "safe"]
 
 

@@ -73,7 +73,7 @@ def test_train_eval_report_round(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert len(metrics["certificates"]) == 2
     code, out, _ = run(capsys, "report", str(out_dir), "--out", str(tmp_path / "rep"))
     assert code == 0 and "bc_safe" in out
-    assert (tmp_path / "rep" / "report.csv").read_text().startswith("run,algorithm,task")
+    assert (tmp_path / "rep" / "report.csv").read_text().startswith("run,variant,algorithm,task")
 
 
 def test_help_shows_field_docs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,6 +16,25 @@ from saferl.constraints.certificates import (
     student_t_upper_bound,
     upper_confidence_bound,
 )
+from saferl.constraints.critics import (
+    CriticEnsemble,
+    ValueNetwork,
+    ensemble_mse_loss,
+    expectile_loss,
+    iql_q_target,
+    iql_value_loss,
+    polyak_update,
+    reduce_ensemble,
+    reversed_expectile_loss,
+)
+from saferl.constraints.feasibility import (
+    FeasibilityCritic,
+    FeasibilityMode,
+    constraint_signal,
+    hj_q_target,
+    tabular_hj_values,
+)
+from saferl.constraints.ood import EnsembleDisagreementGuardian, KernelDensityGuardian, OODGuardian
 from saferl.constraints.cost_limits import episodic_cost_limit_from_q_threshold, per_step_cost_threshold
 from saferl.constraints.multipliers import (
     MULTIPLIER_KINDS,
@@ -28,6 +47,23 @@ from saferl.constraints.multipliers import (
 from saferl.constraints.trust_region import PolicySnapshot, gaussian_anchor_distance, gaussian_kl, squared_distance
 
 __all__ = [
+    "CriticEnsemble",
+    "ValueNetwork",
+    "ensemble_mse_loss",
+    "expectile_loss",
+    "iql_q_target",
+    "iql_value_loss",
+    "polyak_update",
+    "reduce_ensemble",
+    "reversed_expectile_loss",
+    "FeasibilityCritic",
+    "FeasibilityMode",
+    "constraint_signal",
+    "hj_q_target",
+    "tabular_hj_values",
+    "EnsembleDisagreementGuardian",
+    "KernelDensityGuardian",
+    "OODGuardian",
     "CERTIFICATE_METHODS",
     "NO_SOLUTION_FOUND",
     "SafetyTestResult",

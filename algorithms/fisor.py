@@ -240,6 +240,11 @@ class FISOR(Algorithm):
         return {"actor_loss": loss.item(), "mean_weight": weight.mean().item(),
                 "feasible_state_fraction": feasible_state.float().mean().item()}
 
+    @torch.no_grad()
+    def feasibility_margin(self, observations: torch.Tensor) -> torch.Tensor:
+        """``V_h(s) - threshold``: feasible states have a margin <= 0."""
+        return self.feasibility.state_value(self.normalizer(observations)) - self.feasibility.threshold
+
     def act_tensor(self, observations: torch.Tensor) -> torch.Tensor:
         """Sample num_candidates actions per state from the EMA actor and select one (see ``selection``)."""
         c = self.config

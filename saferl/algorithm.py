@@ -98,6 +98,11 @@ class Algorithm(nn.Module):
         """Actions for a batch of raw (unnormalised) observations, as a tensor in ``[-1, 1]``."""
         raise NotImplementedError
 
+    def feasibility_margin(self, observations: torch.Tensor) -> torch.Tensor | None:
+        """``value - threshold`` of the algorithm's feasibility critic for raw observations (feasible where
+        ``<= 0``), or None for algorithms without one. Reports draw and score it against the true region."""
+        return None
+
     def extra_state(self) -> dict[str, Any]:
         """State outside ``nn.Module`` parameters/buffers and optimisers (tensors and plain types only)."""
         return {}

@@ -83,17 +83,31 @@ class RunConfig:
 
 # ---------------------------------------------------------------------------- algorithm registry
 @lru_cache(maxsize=1)
-def algorithm_registry() -> dict[str, type[Algorithm]]:
-    """Algorithms registered under the ``saferl.algorithms`` entry-point group, by name."""
+def _load_entry_points() -> tuple[dict[str, type[Algorithm]], dict[str, str]]:
     registry: dict[str, type[Algorithm]] = {}
+    broken: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        registry[ep.name] = ep.load()
-    return dict(sorted(registry.items()))
+        try:
+            registry[ep.name] = ep.load()
+        except Exception as exc:  # a broken plug-in must not take the others down
+            broken[ep.name] = f"{ep.value}: {type(exc).__name__}: {exc}"
+    return dict(sorted(registry.items())), broken
+
+
+def algorithm_registry() -> dict[str, type[Algorithm]]:
+    """Algorithms registered under the ``saferl.algorithms`` entry-point group, by name.
+
+    A user's package adds one by declaring ``[project.entry-points."saferl.algorithms"]`` ``name =
+    "package.module:Class"``. Entry points that fail to import are left out (see :func:`get_algorithm`).
+    """
+    return dict(_load_entry_points()[0])
 
 
 def get_algorithm(name: str) -> type[Algorithm]:
     """The algorithm class registered as ``name``; the error names the closest registered ones."""
-    registry = algorithm_registry()
+    registry, broken = _load_entry_points()
+    if name in broken:
+        raise ConfigError(f"algorithm '{name}' is registered but failed to import ({broken[name]})")
     if name not in registry:
         close = difflib.get_close_matches(name, list(registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -13,7 +13,7 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -167,4 +167,54 @@ def plot_point_robot_rollouts(
     return path
 
 
-__all__ = ["collect", "aggregate", "to_markdown", "to_csv", "plot_point_robot_rollouts", "COLUMNS", "ReportError"]
+def feasible_region_figure(
+    margin_fn: Callable[[np.ndarray], np.ndarray],
+    path: str | Path,
+    bounds: tuple[np.ndarray, np.ndarray],
+    params: PointRobotParams = PointRobotParams(),
+    observations: np.ndarray | None = None,
+    grid: int = 200,
+    title: str = "learned",
+) -> dict[str, float]:
+    """Draw a learned feasible region (``margin_fn(xy) <= 0``) beside the point robot's true one.
+
+    Scores both on a ``grid x grid`` lattice over ``bounds`` (low, high corners; e.g. the dataset's
+    bounding box) and returns ``iou`` (feasible sets), ``iou_infeasible`` (their complements, the smaller
+    and harder set) and ``agreement`` (fraction of grid points classified alike).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    low, high = bounds
+    xs, ys = np.linspace(low[0], high[0], grid), np.linspace(low[1], high[1], grid)
+    points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    true = true_feasible_mask(points, params)
+    learned = np.asarray(margin_fn(points.astype(np.float32))) <= 0
+    scores = {
+        "iou": float((true & learned).sum() / max(1, (true | learned).sum())),
+        "iou_infeasible": float((~true & ~learned).sum() / max(1, (~true | ~learned).sum())),
+        "agreement": float((true == learned).mean()),
+    }
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    extent = (xs[0], xs[-1], ys[0], ys[-1])
+    for ax, mask, name in [(axes[0], true, "true feasible region"),
+                           (axes[1], learned, f"{title} (IoU {scores['iou']:.3f})")]:
+        ax.imshow(mask.reshape(grid, grid), origin="lower", extent=extent, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+        ax.add_patch(plt.Circle(params.hazard_center, params.hazard_radius, fill=False, color="black", lw=1.5))
+        ax.set_title(name)
+        ax.set_xlabel("x")
+    if observations is not None:
+        axes[1].scatter(observations[::50, 0], observations[::50, 1], s=0.5, c="black", alpha=0.3)
+    axes[0].set_ylabel("y")
+    fig.suptitle("point robot: feasible (green) and infeasible (red) states")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return scores
+
+
+__all__ = ["feasible_region_figure", "collect", "aggregate", "to_markdown", "to_csv", "plot_point_robot_rollouts", "COLUMNS", "ReportError"]

@@ -250,7 +250,10 @@ class Trainer:
             return TrainResult(self.out_dir, None, None, self.step)
         limits = sorted({float(cfg.cost_limit), *map(float, cfg.report_cost_limits)})
         final, records = self.evaluate(cfg.eval_episodes, limits, record=self.task.simulator == "builtin")
-        _write_text(self.out_dir / "final_metrics.json", json.dumps(_final_payload(final, self.step), indent=2))
+        payload = _final_payload(final, self.step)
+        if self.task.simulator == "builtin":
+            payload["feasibility"] = self._feasibility_report()
+        _write_text(self.out_dir / "final_metrics.json", json.dumps(payload, indent=2))
         for name, value in _eval_row(self.step, final, cfg.cost_limit).items():
             if name != "step":
                 writer.add_scalar(f"final/{name}", value, self.step)
@@ -262,6 +265,22 @@ class Trainer:
 
             plot_point_robot_rollouts(records, self.out_dir / "rollouts.png", title=f"{cfg.algorithm} (step {self.step})")
         return TrainResult(self.out_dir, final, records, self.step)
+
+
+    def _feasibility_report(self) -> dict[str, float] | None:
+        """Learned vs true feasible region of the point robot (PNG + IoU), for algorithms that have one."""
+        probe = torch.zeros(1, self.dataset.obs_dim, device=self.algorithm.device)
+        if self.algorithm.feasibility_margin(probe) is None:
+            return None
+        from saferl.report import feasible_region_figure
+
+        def margin(points: np.ndarray) -> np.ndarray:
+            obs = torch.as_tensor(points, device=self.algorithm.device)
+            return self.algorithm.feasibility_margin(obs).cpu().numpy()  # type: ignore[union-attr]
+
+        bounds = (self.dataset.observations.min(0), self.dataset.observations.max(0))
+        return feasible_region_figure(margin, self.out_dir / "feasibility.png", bounds,
+                                      observations=self.dataset.observations, title=f"{self.config.algorithm} V_h <= 0")
 
 
 def _eval_row(step: int, result: EvaluationResult, cost_limit: float) -> dict[str, float]:

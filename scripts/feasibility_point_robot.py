@@ -23,16 +23,12 @@ import json
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from saferl.constraints.feasibility import FeasibilityCritic  # noqa: E402
-from saferl.datasets.envs.point_robot import PointRobotParams, true_feasible_mask  # noqa: E402
-from saferl.datasets.point_robot_data import build_point_robot_dataset  # noqa: E402
+from saferl.constraints.feasibility import FeasibilityCritic
+from saferl.datasets.point_robot_data import build_point_robot_dataset
+from saferl.report import feasible_region_figure
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,35 +74,14 @@ def main() -> None:
     critic, observations = train_critic(args)
     train_s = time.perf_counter() - start
 
-    params = PointRobotParams()
-    low, high = observations.min(axis=0), observations.max(axis=0)
-    xs, ys = np.linspace(low[0], high[0], args.grid), np.linspace(low[1], high[1], args.grid)
-    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
-    true = true_feasible_mask(grid, params)
-    with torch.no_grad():
-        values = critic.state_value(torch.as_tensor(grid, dtype=torch.float32)).numpy()
-    learned = values <= critic.threshold
-    iou = float((true & learned).sum() / (true | learned).sum())
-    iou_infeasible = float((~true & ~learned).sum() / (~true | ~learned).sum())
-    agreement = float((true == learned).mean())
+    def margin(points: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return (critic.state_value(torch.as_tensor(points)) - critic.threshold).numpy()
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    extent = (xs[0], xs[-1], ys[0], ys[-1])
-    for ax, mask, title in [
-        (axes[0], true, "true feasible region"),
-        (axes[1], learned, f"learned V_h <= 0 (IoU {iou:.3f})"),
-    ]:
-        ax.imshow(mask.reshape(args.grid, args.grid), origin="lower", extent=extent, cmap="RdYlGn", vmin=0, vmax=1,
-                  aspect="auto")
-        ax.add_patch(plt.Circle(params.hazard_center, params.hazard_radius, fill=False, color="black", lw=1.5))
-        ax.set_title(title)
-        ax.set_xlabel("x")
-    axes[1].scatter(observations[::50, 0], observations[::50, 1], s=0.5, c="black", alpha=0.3)
-    axes[0].set_ylabel("y")
-    fig.suptitle("point robot: feasible (green) and infeasible (red) states; black dots: dataset states (1 in 50)")
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=120)
+    bounds = (observations.min(axis=0), observations.max(axis=0))
+    scores = feasible_region_figure(margin, args.out, bounds, observations=observations, grid=args.grid,
+                                    title="learned V_h <= 0")
+    iou, iou_infeasible, agreement = scores["iou"], scores["iou_infeasible"], scores["agreement"]
     print(f"saved {args.out}")
     result = {"iou": round(iou, 4), "iou_infeasible": round(iou_infeasible, 4), "agreement": round(agreement, 4),
               "steps": args.steps, "train_seconds": round(train_s, 1)}

@@ -251,7 +251,7 @@ class FISOR(Algorithm):
         obs = self.normalizer(observations)
         n, batch = c.num_candidates, obs.shape[0]
         repeated = obs.repeat_interleave(n, dim=0)
-        candidates = ddpm_sample(self.ema_actor, self.schedule, repeated, self.context.act_dim)
+        candidates = ddpm_sample(self.ema_actor, self.schedule, obs, self.context.act_dim, samples_per_state=n)
         q_h = self.feasibility.action_value(repeated, candidates).view(batch, n)
         if c.selection == "reward_aware":
             q_r = reduce_ensemble(self.reward_target(repeated, candidates), "min").view(batch, n)

@@ -110,6 +110,7 @@ class DiffusionDenoiser(nn.Module):
         self, obs_dim: int, act_dim: int, width: int = 256, blocks: int = 3, dropout: float = 0.1, time_dim: int = 64
     ) -> None:
         super().__init__()
+        self.act_dim, self.obs_dim = act_dim, obs_dim
         self.time = nn.Sequential(FourierTimeEmbedding(time_dim), nn.Linear(time_dim, 128), nn.Mish(), nn.Linear(128, 128))
         self.inp = nn.Linear(act_dim + obs_dim + 128, width)
         self.blocks = nn.Sequential(*[ResidualBlock(width, dropout) for _ in range(blocks)])
@@ -118,6 +119,24 @@ class DiffusionDenoiser(nn.Module):
     def forward(self, noisy_actions: torch.Tensor, obs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Predicted noise ``(B, act_dim)`` for noisy actions, (normalised) observations and steps."""
         h = self.inp(torch.cat([noisy_actions, obs, self.time(t.float())], dim=-1))
+        return self.out(F.mish(self.blocks(h)))
+
+    def sampling_context(self, obs: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The parts of the input layer that do not change during sampling, computed once.
+
+        The input layer is linear in ``[a_t, s, time]``, so ``inp([a, s, e_t]) = W_a a + (W_s s + b) + W_t e_t``:
+        returns ``(W_s s + b)`` per state ``(B, width)`` and ``W_t e_t`` per step ``(steps, width)``.
+        """
+        a, o = self.act_dim, self.obs_dim
+        weight = self.inp.weight
+        cond_obs = F.linear(obs, weight[:, a : a + o], self.inp.bias)
+        times = torch.arange(steps, device=obs.device, dtype=torch.float32)
+        cond_time = F.linear(self.time(times), weight[:, a + o :])
+        return cond_obs, cond_time
+
+    def denoise(self, noisy_actions: torch.Tensor, cond_obs: torch.Tensor, cond_time: torch.Tensor) -> torch.Tensor:
+        """``eps_theta`` from precomputed conditioning (same value as ``forward``)."""
+        h = F.linear(noisy_actions, self.inp.weight[:, : self.act_dim]) + cond_obs + cond_time
         return self.out(F.mish(self.blocks(h)))
 
 
@@ -131,15 +150,26 @@ def diffusion_loss(
     return (predicted - noise).square().mean(dim=-1)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def ddpm_sample(
-    denoiser: DiffusionDenoiser, schedule: DiffusionSchedule, obs: torch.Tensor, act_dim: int, clip: float = 1.0
+    denoiser: DiffusionDenoiser,
+    schedule: DiffusionSchedule,
+    obs: torch.Tensor,
+    act_dim: int,
+    clip: float = 1.0,
+    samples_per_state: int = 1,
 ) -> torch.Tensor:
-    """Ancestral DDPM samples ``(B, act_dim)`` for observations ``(B, obs_dim)``, clipped at every step."""
-    x = torch.randn(obs.shape[0], act_dim, device=obs.device)
+    """Ancestral DDPM samples, clipped at every step: ``(B * samples_per_state, act_dim)`` for
+    observations ``(B, obs_dim)``, the samples of each state contiguous.
+
+    The observation and time parts of the denoiser's input layer are computed once per state and per
+    step (:meth:`DiffusionDenoiser.sampling_context`), not once per candidate and step.
+    """
+    cond_obs, cond_time = denoiser.sampling_context(obs, schedule.steps)
+    cond_obs = cond_obs.repeat_interleave(samples_per_state, dim=0)
+    x = torch.randn(cond_obs.shape[0], act_dim, device=obs.device)
     for t in reversed(range(schedule.steps)):
-        steps = torch.full((obs.shape[0],), t, device=obs.device)
-        eps = denoiser(x, obs, steps)
+        eps = denoiser.denoise(x, cond_obs, cond_time[t])
         x = schedule.step_scale[t] * (x - schedule.eps_coef[t] * eps)
         if t > 0:
             x = x + schedule.posterior_std[t] * torch.randn_like(x)

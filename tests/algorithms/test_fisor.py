@@ -69,6 +69,25 @@ def test_vp_schedule_matches_formula_and_diffusers() -> None:
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
+def test_fast_sampler_equals_the_plain_ddpm_loop() -> None:
+    from saferl.networks.diffusion import DiffusionDenoiser, ddpm_sample
+
+    torch.manual_seed(0)
+    denoiser, schedule = DiffusionDenoiser(3, 2, width=16, blocks=1, dropout=0.0).eval(), DiffusionSchedule(5)
+    obs = torch.randn(4, 3)
+    torch.manual_seed(7)
+    fast = ddpm_sample(denoiser, schedule, obs, 2, samples_per_state=3)
+    torch.manual_seed(7)
+    repeated = obs.repeat_interleave(3, dim=0)
+    x = torch.randn(12, 2)
+    with torch.no_grad():
+        for t in reversed(range(5)):
+            eps = denoiser(x, repeated, torch.full((12,), t))
+            mean = (x - schedule.betas[t] / schedule.sqrt_one_minus_alpha_bars[t] * eps) / schedule.alphas[t].sqrt()
+            x = (mean + (schedule.posterior_std[t] * torch.randn_like(x) if t > 0 else 0)).clamp(-1, 1)
+    torch.testing.assert_close(fast, x, rtol=1e-5, atol=1e-5)
+
+
 def test_safest_and_reward_aware_selection() -> None:
     algo = make(num_candidates=4)
     candidates = torch.tensor([[0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [0.4, 0.0]])

@@ -38,7 +38,9 @@ from saferl.datasets import TransitionDataset
 from saferl.datasets.formats import read_dsrl, write_dsrl
 from saferl.datasets.formats.hdf5_common import read_thread_count
 
-TARGETS = {"load_s": 3.0, "peak_mem_ratio": 2.0, "sampling_speedup_256": 20.0, "sampling_speedup_2048": 20.0}
+TARGETS = {
+    "load_s": 3.0, "peak_mem_ratio": 2.0, "sampling_speedup_256": 20.0, "sampling_speedup_2048": 20.0, "eval_speedup": 5.0,
+}
 """Upper bounds for load_s and peak_mem_ratio, lower bounds for the speed-ups."""
 
 QUICK_TRANSITIONS = 100_000
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sampling = measure_sampling(dataset, batch_size, seconds, args.seed)
         result[f"sampling_{batch_size}"] = sampling
         result[f"sampling_speedup_{batch_size}"] = sampling["speedup"]
+    result.update(measure_evaluation(episodes=100))
     result["targets"] = TARGETS
     result["meets_targets"] = {
         key: (result[key] <= bound if key in ("load_s", "peak_mem_ratio") else result[key] >= bound)
@@ -234,6 +237,38 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_table(result)
     print("RESULT " + json.dumps(result, default=float))
     return result
+
+
+def measure_evaluation(episodes: int) -> dict[str, float]:
+    """Seconds to evaluate ``episodes`` point-robot episodes one at a time vs all in one batch.
+
+    Both use ``saferl.evaluation.evaluate`` with the same scripted, deterministic batched policy (a small
+    torch MLP, so each policy call costs what a trained actor's does); only ``num_envs`` differs. The
+    per-episode returns must agree, which is checked.
+    """
+    from saferl.evaluation import evaluate
+    from saferl.networks.mlp import MLP
+
+    torch.manual_seed(0)
+    actor = MLP(2, 2, hidden=(256, 256), output_activation="tanh").eval()
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return actor(torch.as_tensor(obs)).numpy()
+
+    timings = {}
+    results = {}
+    for name, num_envs in (("sequential", 1), ("vectorised", episodes)):
+        start = time.perf_counter()
+        results[name], _ = evaluate(policy, "PointRobot", episodes=episodes, seed=0, num_envs=num_envs)
+        timings[name] = time.perf_counter() - start
+    if not np.allclose(results["sequential"].episode_returns, results["vectorised"].episode_returns, atol=1e-4):
+        raise RuntimeError("vectorised and sequential evaluation disagree: the benchmark is void")
+    return {
+        "eval_sequential_s": timings["sequential"],
+        "eval_vectorised_s": timings["vectorised"],
+        "eval_speedup": timings["sequential"] / timings["vectorised"],
+    }
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -255,6 +290,8 @@ def print_table(result: dict[str, Any]) -> None:
             f"{sampling['per_sample_batches_per_s']:.1f} batches/s)",
             ">= 20",
         ))
+    rows.append(("eval_speedup", f"{result['eval_speedup']:.0f}x (100 point-robot episodes: "
+                 f"{result['eval_sequential_s']:.2f} s one by one vs {result['eval_vectorised_s']:.2f} s batched)", ">= 5"))
     for name, value, target in rows:
         status = "ok" if result["meets_targets"][name] else "MISSED"
         print(f"  {name:<22} {value:<44} target {target:<6} {status}")

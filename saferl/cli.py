@@ -53,6 +53,10 @@ def _print_result(metrics: dict, out_dir: Path) -> None:
     rows = collect([out_dir], "final_metrics.json") if (out_dir / "final_metrics.json").exists() else []
     if rows:
         print(to_markdown(rows, ["cost_limit", "normalized_reward", "normalized_cost", "violation_rate", "safe"]))
+    feasibility = json.loads((out_dir / "final_metrics.json").read_text()).get("feasibility") if rows else None
+    if feasibility:
+        print(f"learned feasible region vs the true one: IoU {feasibility['iou']:.3f} "
+              f"(infeasible sets {feasibility['iou_infeasible']:.3f}) -> {out_dir / 'feasibility.png'}")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

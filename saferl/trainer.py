@@ -92,6 +92,17 @@ class _CsvLog:
         new_file = not self.path.exists() or self.path.stat().st_size == 0
         if self.fields is None:
             self.fields = list(row)
+        elif any(key not in self.fields for key in row):  # a metric that starts later (e.g. staged training)
+            self.fields = self.fields + [key for key in row if key not in self.fields]
+            if not new_file:
+                with self.path.open(newline="") as handle:
+                    rows = list(csv.DictReader(handle))
+                tmp = self.path.with_suffix(".tmp")
+                with tmp.open("w", newline="") as handle:
+                    writer = csv.DictWriter(handle, fieldnames=self.fields)
+                    writer.writeheader()
+                    writer.writerows(rows)
+                os.replace(tmp, self.path)
         with self.path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore")
             if new_file:
@@ -127,7 +138,7 @@ class Trainer:
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self._sums: dict[str, float] = {}
-        self._count = 0
+        self._counts: dict[str, int] = {}
 
     # ------------------------------------------------------------------ state
     def _payload(self) -> dict[str, Any]:
@@ -139,7 +150,7 @@ class Trainer:
             "algorithm": self.algorithm.training_state(),
             "rng": capture_rng_state(),
             "sampler": self.sampler.get_state(),
-            "log_window": {"sums": dict(self._sums), "count": self._count},
+            "log_window": {"sums": dict(self._sums), "counts": dict(self._counts)},
         }
 
     def save(self) -> Path:
@@ -155,7 +166,7 @@ class Trainer:
         self.sampler.set_state(payload["sampler"])
         self.step = int(payload["step"])
         self._sums = dict(payload["log_window"]["sums"])
-        self._count = int(payload["log_window"]["count"])
+        self._counts = dict(payload["log_window"]["counts"])
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, episodes: int, cost_limits: list[float], record: bool = False) -> tuple[EvaluationResult, EpisodeRecords]:
@@ -215,11 +226,11 @@ class Trainer:
                     batch = batch.to(cfg.device)
                 losses = self.algorithm.update(batch, self.step)
                 self.step += 1
-                for name, value in losses.items():
+                for name, value in losses.items():  # each metric averaged over the steps that reported it
                     self._sums[name] = self._sums.get(name, 0.0) + float(value)
-                self._count += 1
+                    self._counts[name] = self._counts.get(name, 0) + 1
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    means = {k: v / self._count for k, v in self._sums.items()}
+                    means = {k: v / self._counts[k] for k, v in self._sums.items()}
                     rate = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
                     metrics.write({"step": self.step, **means, "steps_per_s": round(rate, 2)})
                     for name, value in means.items():
@@ -228,7 +239,7 @@ class Trainer:
                         wandb_run.log({f"train/{k}": v for k, v in means.items()}, step=self.step)
                     if progress is not None:
                         progress.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
-                    self._sums, self._count = {}, 0
+                    self._sums, self._counts = {}, {}
                 if cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                     result, _ = self.evaluate(cfg.eval_episodes_during, [cfg.cost_limit])
                     row = _eval_row(self.step, result, cfg.cost_limit)

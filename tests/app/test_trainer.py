@@ -115,7 +115,8 @@ def stand_in_dataset(obs_dim: int, act_dim: int, n: int = 600) -> TransitionData
     obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
     timeouts = np.zeros(n, bool)
     timeouts[49::50] = True
-    return TransitionDataset(obs, rng.uniform(-1, 1, (n, act_dim)), rng.normal(size=n), rng.integers(0, 2, n),
+    costs = (rng.random(n) < 0.05).astype(np.float32)  # a few costly steps: every trajectory stays under kappa 10
+    return TransitionDataset(obs, rng.uniform(-1, 1, (n, act_dim)), rng.normal(size=n), costs,
                              rng.normal(size=(n, obs_dim)), np.zeros(n), timeouts)
 
 

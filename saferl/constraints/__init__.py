@@ -34,6 +34,8 @@ from saferl.constraints.feasibility import (
     hj_q_target,
     tabular_hj_values,
 )
+from saferl.constraints.neighbors import BACKENDS as NEIGHBOR_BACKENDS
+from saferl.constraints.neighbors import DatasetNeighborIndex, Neighbors, NeighborStats, make_keys
 from saferl.constraints.ood import EnsembleDisagreementGuardian, KernelDensityGuardian, OODGuardian
 from saferl.constraints.cost_limits import episodic_cost_limit_from_q_threshold, per_step_cost_threshold
 from saferl.constraints.multipliers import (
@@ -47,6 +49,11 @@ from saferl.constraints.multipliers import (
 from saferl.constraints.trust_region import PolicySnapshot, gaussian_anchor_distance, gaussian_kl, squared_distance
 
 __all__ = [
+    "NEIGHBOR_BACKENDS",
+    "DatasetNeighborIndex",
+    "Neighbors",
+    "NeighborStats",
+    "make_keys",
     "CriticEnsemble",
     "ValueNetwork",
     "ensemble_mse_loss",

@@ -12,7 +12,7 @@ from .errors import (
     TaskUnavailableError,
     UnknownTaskError,
 )
-from .download import d4rl_cache_dir, dataset_path, download, dsrl_cache_dir, is_cached
+from .download import d4rl_cache_dir, dataset_path, dsrl_cache_dir, is_cached
 from .formats import (
     d4rl_normalized_score,
     read_d4rl,
@@ -39,7 +39,6 @@ __all__ = [
     "d4rl_cache_dir",
     "dataset_path",
     "is_cached",
-    "download",
     "Batch",
     "TransitionDataset",
     "TaskSpec",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from .envs import simulator_available
-from .errors import SaferlDataError
 from .download import dataset_path, is_cached
 from .loading import load_dataset
 from .registry import TASKS, get_task
@@ -59,21 +58,30 @@ def data_info(target: str) -> str:
 
 
 def data_build(task_name: str, seed: int = 0, force: bool = False) -> str:
-    """Build a task's dataset into the cache; today only the built-in point robot can be built."""
-    task = get_task(task_name)
-    if task.simulator != "builtin":
-        raise SaferlDataError(
-            f"building '{task.name}' from its simulator is not available yet (tracked in the 'Benchmark data' "
-            "issue); put DSRL's file "
-            f"'{task.file_name}' into {dataset_path(task).parent} instead"
-        )
-    from .point_robot_data import ensure_builtin_dataset
+    """Build a task's dataset into the cache and describe it.
 
+    The built-in point robot comes from its scripted behaviours; a simulator task is rebuilt from its
+    committed behaviour policies (:func:`saferl.datasets.builders.build_dataset`: resumable, deterministic
+    by ``seed``, with a dataset card and a reward-cost scatter plot). An existing file is kept unless
+    ``force``.
+    """
+    task = get_task(task_name)
     path = dataset_path(task)
-    if force and path.exists():
-        path.unlink()
-    path = ensure_builtin_dataset(task, seed=seed)
-    return f"built {path}\n" + describe_dataset(load_dataset(path))
+    if task.simulator == "builtin":
+        from .point_robot_data import ensure_builtin_dataset
+
+        if force and path.exists():
+            path.unlink()
+        path = ensure_builtin_dataset(task, seed=seed)
+        return f"built {path}\n" + describe_dataset(load_dataset(path))
+    from .builders import build_dataset
+
+    result = build_dataset(task, seed=seed, force=force)
+    if result.reused:
+        head = f"{result.path} already exists (pass --force to rebuild it)"
+    else:
+        head = f"built {result.path}\ncard:   {result.card_path}\nfigure: {result.figure_path}"
+    return head + "\n" + describe_dataset(load_dataset(result.path))
 
 
 __all__ = ["data_list", "data_info", "data_build", "describe_dataset"]

@@ -67,7 +67,9 @@ def table() -> str:
             f"| {safe['10']:.0%} / {safe['20']:.0%} / {safe['40']:.0%} "
             f"| {timing['behaviour_training'] / 60:.1f} min | {build_s / 60:.1f} min |"
         )
-    return "\n".join([header, *rows])
+    missing = [task for task in RECIPES if not (CARD_DIR / f"{task}.yaml").exists()]
+    footer = [f"\nTasks with a recipe but no built dataset yet: {', '.join(missing)}."] if missing else []
+    return "\n".join([header, *rows, *footer])
 
 
 def figures() -> str:

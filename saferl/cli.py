@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -66,7 +67,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from saferl.trainer import CHECKPOINT_NAME, load_trained
 
     run_dir = Path(args.run_dir)
-    algorithm, config, step = load_trained(run_dir, device=args.device)
+    if args.name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", args.name):
+        raise ConfigError(f"--name '{args.name}' must be letters, digits, '_', '-' or '.' (it names a file)")
+    algorithm, config, step = load_trained(run_dir, device=args.device, overrides=args.overrides)
+    if config.torch_threads > 0:  # the run's own setting (one thread when runs share cores)
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
     limits = args.cost_limits or sorted({config.cost_limit, *config.report_cost_limits})
     result, _ = evaluate(algorithm.act, config.task, episodes=args.episodes, seed=args.seed, cost_limits=limits)
     from saferl.datasets import get_task
@@ -75,12 +82,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for kappa in limits:
         cert = safety_test(result.episode_costs, threshold=kappa, delta=args.delta, method=args.bound, cost_bound=cost_bound)
         result.certificates.append(cert.to_dict())
-    payload = {"checkpoint": CHECKPOINT_NAME, "checkpoint_step": step, "selection": "last", **result.to_dict()}
-    out = run_dir / "eval_metrics.json"
-    tmp = out.with_name(".eval_metrics.json.tmp")
+    payload = {"checkpoint": CHECKPOINT_NAME, "checkpoint_step": step, "selection": "last",
+               "act_overrides": list(args.overrides), **result.to_dict()}
+    name = f"eval_metrics_{args.name}.json" if args.name else "eval_metrics.json"
+    out = run_dir / name
+    tmp = out.with_name(f".{name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(out)
-    print(to_markdown(collect([run_dir], "eval_metrics.json"),
+    print(to_markdown(collect([run_dir], name),
                       ["cost_limit", "return", "cost", "normalized_reward", "normalized_cost", "violation_rate", "safe"]))
     for cert in result.certificates:
         verdict = "PASS" if cert["passed"] else "FAIL (no solution found)"
@@ -156,8 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in out_dir from its checkpoint")
     train.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a trained run's last checkpoint")
+    ev = sub.add_parser(
+        "eval", help="evaluate a trained run's last checkpoint",
+        description="Evaluate a run's last checkpoint in the simulator. key=value overrides may change the fields an "
+        "algorithm reads only when acting (e.g. FISOR's algo.selection=reward_aware); the result goes to "
+        "RUN_DIR/eval_metrics.json, or eval_metrics_NAME.json with --name.",
+    )
     ev.add_argument("run_dir")
+    ev.add_argument("overrides", nargs="*", metavar="algo.FIELD=VALUE", help="act-time overrides")
+    ev.add_argument("--name", default=None, help="write eval_metrics_NAME.json (keeps other evaluations)")
     ev.add_argument("--episodes", type=int, default=20)
     ev.add_argument("--cost-limits", type=_parse_limits, default=None, help="e.g. 10,20,40")
     ev.add_argument("--seed", type=int, default=0)

@@ -229,11 +229,24 @@ def to_yaml(config: RunConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
 
 
-def from_yaml_text(text: str) -> RunConfig:
-    """Parse a resolved config written by :func:`to_yaml` (e.g. from a checkpoint or a run folder)."""
+def from_yaml_text(text: str, overrides: list[str] | None = None) -> RunConfig:
+    """Parse a resolved config written by :func:`to_yaml` (e.g. from a checkpoint or a run folder).
+
+    ``overrides`` (``key=value``) are merged on top, with the same checks as :func:`load_config`.
+    """
     raw = OmegaConf.create(text)
     schema = _schema(str(raw.get("algorithm")))
-    return OmegaConf.to_object(_merge(schema, raw, "the saved config"))  # type: ignore[return-value]
+    merged = _merge(schema, raw, "the saved config")
+    if overrides:
+        try:
+            cli_cfg = OmegaConf.from_dotlist(list(overrides))
+        except Exception as exc:
+            raise ConfigError(f"bad override {overrides}: use key=value, e.g. algo.selection=reward_aware ({exc})") from None
+        merged = _merge(merged, cli_cfg, "the command-line overrides")
+    try:
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise _explain(exc, schema, "the command-line overrides") from None
 
 
 def default_config(algorithm: str) -> RunConfig:

@@ -76,6 +76,27 @@ def test_train_eval_report_round(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (tmp_path / "rep" / "report.csv").read_text().startswith("run,variant,algorithm,task")
 
 
+def test_eval_act_time_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "fisor"
+    code, _, _ = run(capsys, "train", "configs/point_robot/fisor.yaml", "steps=4", "eval_every=0", "eval_episodes=2",
+                     "progress=false", "algo.batch_size=32", "algo.actor_batch_size=32", "algo.critic_batch_size=32",
+                     "algo.ema_warmup=1", f"out_dir={out_dir}")
+    assert code == 0
+    code, out, _ = run(capsys, "eval", str(out_dir), "algo.selection=reward_aware", "--name", "reward_aware",
+                       "--episodes", "2")
+    assert code == 0
+    metrics = json.loads((out_dir / "eval_metrics_reward_aware.json").read_text())
+    assert metrics["act_overrides"] == ["algo.selection=reward_aware"] and metrics["episodes"] == 2
+    assert not (out_dir / "eval_metrics.json").exists()
+    # a field that shapes training is refused, naming the fields that may change
+    code, _, err = run(capsys, "eval", str(out_dir), "algo.critic_lr=0.1")
+    assert code == 2 and "cannot be changed at evaluation" in err and "algo.selection" in err
+    code, _, err = run(capsys, "eval", str(out_dir), "algo.selection=bogus")
+    assert code == 2 and "algo.selection" in err
+    code, _, err = run(capsys, "eval", str(out_dir), "algo.selection=safest", "--name", "../x")
+    assert code == 2 and "--name" in err
+
+
 def test_help_shows_field_docs(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--help"])

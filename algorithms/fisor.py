@@ -135,6 +135,7 @@ class FISOR(Algorithm):
 
     name = "fisor"
     config_class = FISORConfig
+    act_time_fields = ("num_candidates", "selection")
 
     def __init__(self, config: FISORConfig, context: TaskContext) -> None:
         super().__init__(config, context)

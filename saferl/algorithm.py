@@ -73,6 +73,8 @@ class Algorithm(nn.Module):
 
     name: ClassVar[str] = "algorithm"
     config_class: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
+    act_time_fields: ClassVar[tuple[str, ...]] = ()
+    """``algo.*`` fields read only when acting: ``saferl eval RUN_DIR algo.FIELD=VALUE`` may change them."""
 
     def __init__(self, config: AlgorithmConfig, context: TaskContext) -> None:
         super().__init__()

@@ -26,7 +26,7 @@ import torch
 
 from saferl.algorithm import Algorithm, TaskContext
 from saferl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from saferl.config import RunConfig, algo_config_of, from_yaml_text, get_algorithm, to_yaml
+from saferl.config import ConfigError, RunConfig, algo_config_of, from_yaml_text, get_algorithm, to_yaml
 from saferl.datasets import TaskSpec, TransitionDataset, get_task
 from saferl.datasets.loading import load_dataset
 from saferl.evaluation import EpisodeRecords, EvaluationResult, evaluate
@@ -339,10 +339,29 @@ def train(config: RunConfig, dataset: TransitionDataset | None = None, resume: b
     return Trainer(config, dataset).run(resume=resume)
 
 
-def load_trained(run_dir: str | Path, device: str = "cpu") -> tuple[Algorithm, RunConfig, int]:
-    """Rebuild a trained algorithm from a run folder's checkpoint, ready to ``act``."""
+def load_trained(
+    run_dir: str | Path, device: str = "cpu", overrides: list[str] | None = None
+) -> tuple[Algorithm, RunConfig, int]:
+    """Rebuild a trained algorithm from a run folder's checkpoint, ready to ``act``.
+
+    ``overrides`` (``algo.FIELD=VALUE``) change fields that only matter when acting, listed by the
+    algorithm's ``act_time_fields`` (FISOR: ``selection``, ``num_candidates``); anything else would
+    describe another training run and is refused with a :class:`~saferl.config.ConfigError`.
+    """
     payload = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME, map_location=device)
-    config = from_yaml_text(payload["config_yaml"])
+    if overrides:
+        saved = from_yaml_text(payload["config_yaml"])
+        allowed = get_algorithm(saved.algorithm).act_time_fields
+        for item in overrides:
+            key = item.split("=", 1)[0].strip()
+            field_name = key[len("algo."):] if key.startswith("algo.") else None
+            if field_name not in allowed:
+                fields = ", ".join(f"algo.{name}" for name in allowed) or "none"
+                raise ConfigError(
+                    f"'{key}' cannot be changed at evaluation: it shapes training. Fields {saved.algorithm} reads "
+                    f"only when acting: {fields}. Train a new run to change it."
+                )
+    config = from_yaml_text(payload["config_yaml"], overrides)
     context = TaskContext(**payload["context"])
     config.device = device
     algorithm = build_algorithm(config, context)

@@ -68,12 +68,12 @@ class BCAll(Algorithm):
         self.normalizer.fit(selected.observations)
         return selected
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
+    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         """One MSE step towards the dataset actions."""
         # ALGO LOGIC: the whole behaviour cloning update.
         loss = F.mse_loss(self.actor(self.normalizer(batch.observations)), batch.actions)
         self.step_optimizer("actor", loss)
-        return {"actor_loss": loss.item()}
+        return {"actor_loss": loss.detach()}
 
     def act_tensor(self, observations: torch.Tensor) -> torch.Tensor:
         """The actor's deterministic action."""

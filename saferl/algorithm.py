@@ -19,6 +19,13 @@ from torch import nn
 
 from saferl.datasets import Batch, TransitionDataset
 
+OPTIMIZER_IMPLS: dict[str, dict[str, bool]] = {
+    "fused": {"fused": True},
+    "foreach": {"foreach": True},
+    "for_loop": {"foreach": False},
+}
+"""Values of ``AlgorithmConfig.optimizer_impl`` and the torch optimiser arguments each one sets."""
+
 
 @dataclass
 class AlgorithmConfig:
@@ -26,6 +33,10 @@ class AlgorithmConfig:
 
     batch_size: int = 256
     """Transitions per gradient step."""
+    optimizer_impl: str = "fused"
+    """How torch runs every optimiser step of the algorithm: 'fused' (one kernel per parameter, the fastest),
+    'foreach' or 'for_loop' (torch's CPU default). All are deterministic; 'fused' rounds differently, so its
+    weights differ from 'for_loop' in the last bits of a float32. A resumed run keeps the one it started with."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +103,13 @@ class Algorithm(nn.Module):
         """
         return dataset
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
-        """One training step on ``batch``; return the losses and diagnostics to log, by name."""
+    def update(self, batch: Batch, step: int) -> dict[str, float | torch.Tensor]:
+        """One training step on ``batch``; return the losses and diagnostics to log, by name.
+
+        Values are floats or one-element tensors. The trainer reads tensors once per log window rather than
+        every step (no host sync per step on a GPU), so return fresh ones (``loss.detach()``), never a tensor
+        that the algorithm later changes in place.
+        """
         raise NotImplementedError
 
     def act_tensor(self, observations: torch.Tensor) -> torch.Tensor:
@@ -123,10 +139,18 @@ class Algorithm(nn.Module):
     def add_optimizer(
         self, name: str, params: Iterable[torch.nn.Parameter], lr: float, kind: str = "adam", **kwargs: Any
     ) -> torch.optim.Optimizer:
-        """Create an optimiser that the checkpoint will hold under ``name``."""
+        """Create an optimiser that the checkpoint will hold under ``name``.
+
+        It runs as ``config.optimizer_impl`` says unless ``kwargs`` name ``fused`` or ``foreach`` themselves.
+        """
         factories = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
         if kind not in factories:
             raise ValueError(f"unknown optimiser '{kind}'; choose one of {sorted(factories)}")
+        impl = self.config.optimizer_impl
+        if impl not in OPTIMIZER_IMPLS:
+            raise ValueError(f"unknown optimizer_impl '{impl}'; choose one of {list(OPTIMIZER_IMPLS)}")
+        if "fused" not in kwargs and "foreach" not in kwargs:
+            kwargs = {**kwargs, **OPTIMIZER_IMPLS[impl]}
         optimizer = factories[kind](list(params), lr=lr, **kwargs)
         self.optimizers[name] = optimizer
         return optimizer
@@ -175,4 +199,4 @@ class Algorithm(nn.Module):
         self.load_extra_state(state.get("extra", {}))
 
 
-__all__ = ["Algorithm", "AlgorithmConfig", "TaskContext", "ObservationNormalizer"]
+__all__ = ["Algorithm", "AlgorithmConfig", "TaskContext", "ObservationNormalizer", "OPTIMIZER_IMPLS"]

@@ -1,10 +1,11 @@
 """The one training loop of saferl, for every algorithm.
 
-Per step: sample a batch (one vectorised gather), call the algorithm's ``update``, accumulate the losses
-it returns by name. Every ``log_every`` steps the averages go to ``metrics.csv`` and TensorBoard; every
-``eval_every`` steps the policy is evaluated (``eval.csv``) without touching the training RNG streams;
-every ``checkpoint_every`` steps, and at the end, an atomic checkpoint holds every piece of state, so that
-``resume=True`` continues exactly as an uninterrupted run would (same losses, same final metrics).
+Per step: sample a batch (one vectorised gather), call the algorithm's ``update``, keep the losses it
+returns by name (tensors are read in batches, not one host sync per step). Every ``log_every`` steps the
+averages go to ``metrics.csv`` and TensorBoard; every ``eval_every`` steps the policy is evaluated
+(``eval.csv``) without touching the training RNG streams; every ``checkpoint_every`` steps, and at the end,
+an atomic checkpoint holds every piece of state, so that ``resume=True`` continues exactly as an
+uninterrupted run would (same losses, same final metrics).
 
 The reported model is always the last one: evaluation during training is for monitoring only.
 """
@@ -110,6 +111,64 @@ class _CsvLog:
             writer.writerow(row)
 
 
+class _LogWindow:
+    """The values ``update`` returned since the last log row, each averaged over the steps that reported it.
+
+    Tensor values are kept as returned and read all at once (one host sync) when the window is averaged,
+    checkpointed, or holds ``READ_EVERY`` steps; the sums are the same float64 sums, in the same order, as
+    reading every value as it comes, so logs and resumes do not depend on when the reads happen.
+    """
+
+    READ_EVERY = 512
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self._pending: dict[str, list[Any]] = {}
+        self._pending_steps = 0
+
+    def add(self, values: dict[str, Any]) -> None:
+        """Record one step's values (floats or one-element tensors)."""
+        for name, value in values.items():
+            self._pending.setdefault(name, []).append(value)
+            self.counts[name] = self.counts.get(name, 0) + 1
+        self._pending_steps += 1
+        if self._pending_steps >= self.READ_EVERY:
+            self._read()
+
+    def _read(self) -> None:
+        for name, values in self._pending.items():
+            total = self.sums.get(name, 0.0)
+            for value in _as_floats(values):
+                total += value
+            self.sums[name] = total
+        self._pending, self._pending_steps = {}, 0
+
+    def means(self) -> dict[str, float]:
+        """The average of every value over the steps that reported it."""
+        self._read()
+        return {name: total / self.counts[name] for name, total in self.sums.items()}
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        """Checkpoint form (plain floats and ints)."""
+        self._read()
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, dict[str, Any]]) -> "_LogWindow":
+        """The window :meth:`state` described."""
+        window = cls()
+        window.sums, window.counts = dict(state["sums"]), dict(state["counts"])
+        return window
+
+
+def _as_floats(values: list[Any]) -> list[float]:
+    """Python floats of ``values`` (floats or one-element tensors), reading all the tensors in one go."""
+    tensors = [value.detach().reshape(()) for value in values if isinstance(value, torch.Tensor)]
+    read = iter(torch.stack(tensors).tolist() if tensors else ())
+    return [float(next(read)) if isinstance(value, torch.Tensor) else float(value) for value in values]
+
+
 @dataclass
 class TrainResult:
     """What a finished run produced."""
@@ -137,8 +196,7 @@ class Trainer:
         self.train_data = self.algorithm.setup(self.dataset)
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.step = 0
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, int] = {}
+        self._window = _LogWindow()
 
     # ------------------------------------------------------------------ state
     def _payload(self) -> dict[str, Any]:
@@ -150,7 +208,7 @@ class Trainer:
             "algorithm": self.algorithm.training_state(),
             "rng": capture_rng_state(),
             "sampler": self.sampler.get_state(),
-            "log_window": {"sums": dict(self._sums), "counts": dict(self._counts)},
+            "log_window": self._window.state(),
         }
 
     def save(self) -> Path:
@@ -165,8 +223,7 @@ class Trainer:
         restore_rng_state(payload["rng"])
         self.sampler.set_state(payload["sampler"])
         self.step = int(payload["step"])
-        self._sums = dict(payload["log_window"]["sums"])
-        self._counts = dict(payload["log_window"]["counts"])
+        self._window = _LogWindow.from_state(payload["log_window"])
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, episodes: int, cost_limits: list[float], record: bool = False) -> tuple[EvaluationResult, EpisodeRecords]:
@@ -224,13 +281,10 @@ class Trainer:
                 batch = self.train_data.sample(algo_config_of(cfg).batch_size, self.sampler)
                 if cfg.device != "cpu":
                     batch = batch.to(cfg.device)
-                losses = self.algorithm.update(batch, self.step)
+                self._window.add(self.algorithm.update(batch, self.step))
                 self.step += 1
-                for name, value in losses.items():  # each metric averaged over the steps that reported it
-                    self._sums[name] = self._sums.get(name, 0.0) + float(value)
-                    self._counts[name] = self._counts.get(name, 0) + 1
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    means = {k: v / self._counts[k] for k, v in self._sums.items()}
+                    means = self._window.means()
                     rate = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
                     metrics.write({"step": self.step, **means, "steps_per_s": round(rate, 2)})
                     for name, value in means.items():
@@ -239,7 +293,7 @@ class Trainer:
                         wandb_run.log({f"train/{k}": v for k, v in means.items()}, step=self.step)
                     if progress is not None:
                         progress.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
-                    self._sums, self._counts = {}, {}
+                    self._window = _LogWindow()
                 if cfg.eval_every > 0 and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                     result, _ = self.evaluate(cfg.eval_episodes_during, [cfg.cost_limit])
                     row = _eval_row(self.step, result, cfg.cost_limit)

@@ -1,12 +1,17 @@
 """Training speed: saferl's trainer against an OSRL-style loop with a per-sample data loader.
 
-Both sides train BC-Safe's actor (same MLP, same batch size, same Adam) on the same selected data:
+Both sides train BC-Safe's actor (same MLP, same batch size, Adam with the same hyper-parameters) on the
+same selected data:
 
-* **saferl**: ``saferl.trainer.Trainer`` end to end (batch sampling by one vectorised gather, the
-  algorithm's ``update``, loss logging, periodic checkpoints), timed over the training loop only
-  (``metrics.csv``'s ``steps_per_s`` of the last window);
+* **saferl**: ``saferl.trainer.Trainer`` end to end with its defaults (batch sampling by one vectorised
+  gather, the algorithm's ``update`` with torch's fused Adam, loss logging, periodic checkpoints), timed over
+  the training loop only (``metrics.csv``'s ``steps_per_s`` of the last window);
 * **OSRL-style**: a ``torch.utils.data.Dataset`` whose ``__getitem__`` returns one transition, batched by a
-  ``DataLoader`` (shuffle, default collate), as OSRL's ``TransitionDataset`` is used, with the same update.
+  ``DataLoader`` (shuffle, default collate), as OSRL's ``TransitionDataset`` is used, with the same update
+  and ``torch.optim.Adam``'s defaults;
+* **network only**: the same network and fused Adam stepping on one fixed, pre-normalised batch: no
+  sampling, no logging. No trainer can beat it, so ``speedup_ceiling`` (its rate over the OSRL-style one)
+  bounds the speed-up any data pipeline can reach with this network.
 
 Prints a table and a last line ``RESULT {json}`` with ``speedup_vs_per_sample_loader`` (target >= 3).
 Run alone: a second busy process on the 2 cores slows torch 8-16x.
@@ -73,6 +78,22 @@ def osrl_style_steps_per_s(data: TransitionDataset, steps: int, batch_size: int,
     return steps / (time.perf_counter() - start)
 
 
+def network_only_steps_per_s(data: TransitionDataset, steps: int, batch_size: int, hidden: list[int]) -> float:
+    """Steps/s of the update alone (fused Adam) on one fixed, pre-normalised batch."""
+    torch.manual_seed(0)
+    actor = MLP(data.obs_dim, data.act_dim, hidden=tuple(hidden), output_activation="tanh")
+    optim = torch.optim.Adam(actor.parameters(), lr=1e-3, fused=True)
+    batch = data.sample(batch_size, torch.Generator().manual_seed(0))
+    obs = (batch.observations - batch.observations.mean(0)) / (batch.observations.std(0) + 1e-3)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = F.mse_loss(actor(obs), batch.actions)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+    return steps / (time.perf_counter() - start)
+
+
 def saferl_steps_per_s(data: TransitionDataset, steps: int, batch_size: int, hidden: list[int], out: Path) -> float:
     """Steps/s of saferl's trainer loop (from metrics.csv, whose rate excludes set-up and evaluation)."""
     config = load_config(None, [
@@ -98,24 +119,30 @@ def main() -> dict:
     safe = select_bc_safe(data, 10.0)
     rows = []
     for batch_size in (512, 256):
-        ours, theirs = [], []
+        ours, theirs, network = [], [], []
         for _ in range(repeats):  # interleaved, median: robust to a passing load on the machine
             with tempfile.TemporaryDirectory() as tmp:
                 ours.append(saferl_steps_per_s(data, steps, batch_size, hidden, Path(tmp) / "run"))
             theirs.append(osrl_style_steps_per_s(safe, steps, batch_size, hidden))
-        ours_s, theirs_s = float(np.median(ours)), float(np.median(theirs))
+            network.append(network_only_steps_per_s(safe, steps, batch_size, hidden))
+        ours_s, theirs_s, network_s = (float(np.median(rates)) for rates in (ours, theirs, network))
         rows.append({"batch_size": batch_size, "saferl_steps_per_s": round(ours_s, 1),
-                     "osrl_style_steps_per_s": round(theirs_s, 1), "speedup": round(ours_s / theirs_s, 2)})
+                     "osrl_style_steps_per_s": round(theirs_s, 1), "speedup": round(ours_s / theirs_s, 2),
+                     "network_only_steps_per_s": round(network_s, 1), "ceiling": round(network_s / theirs_s, 2)})
     print(f"BC-Safe on the point robot ({len(safe)} selected transitions), MLP {hidden}, {steps} steps, "
           f"median of {repeats} interleaved repeats, {args.threads} torch threads")
-    print(f"{'batch':>6} {'saferl steps/s':>15} {'OSRL-style steps/s':>19} {'speed-up':>9}")
+    print(f"{'batch':>6} {'saferl steps/s':>15} {'OSRL-style steps/s':>19} {'speed-up':>9} "
+          f"{'network-only steps/s':>21} {'ceiling':>8}")
     for row in rows:
-        print(f"{row['batch_size']:>6} {row['saferl_steps_per_s']:>15} {row['osrl_style_steps_per_s']:>19} {row['speedup']:>9}")
+        print(f"{row['batch_size']:>6} {row['saferl_steps_per_s']:>15} {row['osrl_style_steps_per_s']:>19} "
+              f"{row['speedup']:>9} {row['network_only_steps_per_s']:>21} {row['ceiling']:>8}")
     result = {
         "speedup_vs_per_sample_loader": rows[0]["speedup"],
         "speedup_batch_256": rows[1]["speedup"],
         "saferl_steps_per_s": rows[0]["saferl_steps_per_s"],
         "osrl_style_steps_per_s": rows[0]["osrl_style_steps_per_s"],
+        "network_only_steps_per_s": rows[0]["network_only_steps_per_s"],
+        "speedup_ceiling": rows[0]["ceiling"],
         "batch_size": rows[0]["batch_size"],
         "steps": steps,
         "quick": args.quick,

@@ -22,7 +22,7 @@ from saferl.datasets import TransitionDataset, get_task
 from saferl.datasets.envs import simulator_available
 from saferl.datasets.loading import dataset_path
 from saferl.datasets.point_robot_data import build_point_robot_dataset
-from saferl.trainer import RunFolderError, Trainer
+from saferl.trainer import RunFolderError, Trainer, _LogWindow
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["algo.batch_size=32", "eval_episodes=4", "eval_episodes_during=2", "progress=false", "torch_threads=1"]
@@ -104,6 +104,20 @@ def test_algorithm_contract(name: str, tmp_path: Path) -> None:
     split_state = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["algorithm"]["modules"]
     for key, tensor in full_state.items():
         assert torch.equal(tensor, split_state[key]), f"{name}: {key} differs after resume"
+
+
+def test_log_window_averages_tensors_exactly_as_floats_read_every_step() -> None:
+    """Reading loss tensors in batches (and across a checkpoint) gives the very floats of per-step reads."""
+    values = torch.rand(1300, generator=torch.Generator().manual_seed(0))
+    batched, per_step = _LogWindow(), _LogWindow()
+    for step, value in enumerate(values):
+        extra = {"lambda": step * 0.1} if step % 3 == 0 else {}  # a float metric reported on some steps only
+        batched.add({"loss": value.clone(), **extra})
+        per_step.add({"loss": float(value), **extra})
+        if step == 700:
+            batched = _LogWindow.from_state(batched.state())
+    assert batched.means() == per_step.means()
+    assert batched.counts == {"loss": 1300, "lambda": 434}
 
 
 SHIPPED = sorted((REPO / "configs").rglob("*.yaml"))

@@ -220,9 +220,12 @@ class OGSRL(Algorithm):
         self.normalizer.fit(dataset.observations)
         targets = np.concatenate([dataset.next_observations - dataset.observations, dataset.rewards[:, None],
                                   dataset.costs[:, None]], axis=1)
+        # A constant target (BallRun's last observation moves by 1e-14) gets scale 0: the model predicts it
+        # exactly at its mean. Any model error there leaves the data's range on that axis, which the
+        # observation normaliser (std + 1e-3) and the guardian's [-1, 1] scaling blow up.
         std = targets.std(0)
         self.target_mean.copy_(torch.as_tensor(targets.mean(0)))
-        self.target_std.copy_(torch.as_tensor(np.where(std > 1e-6, std, 1.0)))
+        self.target_std.copy_(torch.as_tensor(np.where(std > 1e-6, std, 0.0)))
         self.guardian.to(self.device).fit(dataset.observations, dataset.actions)
         self.data_ood_costs = self.guardian.ood_cost(dataset.observations, dataset.actions)
         tensors = {k: v.to(self.device) for k, v in dataset.tensors().items()}
@@ -247,7 +250,7 @@ class OGSRL(Algorithm):
         x = self._model_inputs(batch.observations, batch.actions)
         y = torch.cat([batch.next_observations - batch.observations, batch.rewards[:, None],
                        batch.costs[:, None]], dim=1)
-        y = (y - self.target_mean) / self.target_std
+        y = (y - self.target_mean) / self.target_std.clamp_min(1e-6)
         rows = torch.randint(len(batch), (self.model.net.n_members, len(batch)), device=x.device)
         mean, logvar, done_logit = self.model(x[rows])
         nll = (mean - y[rows]).square() * torch.exp(-logvar) + logvar

@@ -21,7 +21,7 @@ def data_list() -> str:
             env_state = "unavailable"
         else:
             env_state = "installed" if simulator_available(task.simulator) else "not installed"
-        if task.simulator == "builtin":
+        if task.format == "builtin":
             data_state = "cached" if is_cached(task) else "built on first use"
         else:
             data_state = "cached" if is_cached(task) else "not cached"
@@ -67,7 +67,7 @@ def data_build(task_name: str, seed: int = 0, force: bool = False) -> str:
     """
     task = get_task(task_name)
     path = dataset_path(task)
-    if task.simulator == "builtin":
+    if task.format == "builtin":  # tasks saferl makes itself (point robot, toy dosing)
         from .point_robot_data import ensure_builtin_dataset
 
         if force and path.exists():

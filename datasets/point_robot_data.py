@@ -75,16 +75,22 @@ def build_point_robot_dataset(
 
 
 def ensure_builtin_dataset(task: TaskSpec, seed: int = 0) -> Path:
-    """Build the built-in task's DSRL-format file into the DSRL cache if it is missing; return its path."""
+    """Build a task's DSRL-format file into the DSRL cache if it is missing; return its path.
+
+    The tasks saferl builds itself: the point robot, and the toy dosing simulator (:mod:`.toy_dosing_data`).
+    """
     from .download import dataset_path
     from .formats import write_dsrl
 
-    if task.name != "PointRobot":
+    if task.name == "PointRobot":
+        build = build_point_robot_dataset
+    elif task.name == "ToyDosing":
+        from .toy_dosing_data import build_toy_dosing_dataset as build
+    else:
         raise ValueError(f"'{task.name}' is not a built-in task")
     path = dataset_path(task)
     if not path.exists():
-        dataset = build_point_robot_dataset(task.num_trajectories, seed=seed)
-        write_dsrl(dataset, path)
+        write_dsrl(build(task.num_trajectories, seed=seed), path)
     return path
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from .errors import UnknownTaskError
 
-Simulator = Literal["bullet", "safety_gymnasium", "mujoco", "metadrive", "builtin"]
+Simulator = Literal["bullet", "safety_gymnasium", "mujoco", "metadrive", "builtin", "toy_dosing"]
 DatasetFormat = Literal["dsrl", "d4rl", "builtin"]
 
 DSRL_URL = "https://huggingface.co/datasets/YYY-45/DSRL/resolve/main/{file_name}"
@@ -154,6 +154,28 @@ POINT_ROBOT = TaskSpec(
     url=None,
 )
 
+# saferl's toy dosing simulator (datasets/envs/toy_dosing.py): synthetic, not patient data, no clinical
+# meaning. It has a simulator kind of its own because the app draws the point robot's figures for the
+# "builtin" one; its data are built on first use like the point robot's. R_max/R_min and C_max are the
+# best and worst returns and the largest cost return of the default dataset (1000 scripted behaviours,
+# seed 0: `saferl.datasets.toy_dosing_data.build_toy_dosing_dataset`); a test rebuilds it and checks them.
+TOY_DOSING = TaskSpec(
+    name="ToyDosing",
+    dataset_id="OfflineToyDosing-v0",
+    env_id="ToyDosing-v0",
+    simulator="toy_dosing",
+    format="builtin",
+    episode_len=60,
+    reward_max=58.8112,
+    reward_min=-32.3398,
+    cost_max=59.0,
+    num_trajectories=1000,
+    obs_dim=2,
+    act_dim=1,
+    file_name="ToyDosing-v0-59-1000.hdf5",
+    url=None,
+)
+
 
 def _build_registry() -> dict[str, TaskSpec]:
     tasks: list[TaskSpec] = []
@@ -185,6 +207,7 @@ def _build_registry() -> dict[str, TaskSpec]:
                          0.0, 0, obs, act, file_name, D4RL_URL.format(file_name=file_name))
             )
     tasks.append(POINT_ROBOT)
+    tasks.append(TOY_DOSING)
     return {task.name: task for task in tasks}
 
 
@@ -215,4 +238,4 @@ def list_tasks(simulator: Simulator | None = None) -> list[TaskSpec]:
     return [t for t in TASKS.values() if simulator is None or t.simulator == simulator]
 
 
-__all__ = ["TaskSpec", "TASKS", "get_task", "list_tasks", "POINT_ROBOT", "DSRL_URL", "D4RL_URL"]
+__all__ = ["TaskSpec", "TASKS", "get_task", "list_tasks", "POINT_ROBOT", "TOY_DOSING", "DSRL_URL", "D4RL_URL"]

@@ -189,7 +189,7 @@ def evaluate(
     """
     spec = get_task(task) if isinstance(task, str) else task
     if num_envs is None:
-        num_envs = episodes if spec.simulator == "builtin" else 1
+        num_envs = episodes if spec.simulator in ("builtin", "toy_dosing") else 1  # numpy-batched simulators
     env = make_vector_env(spec, num_envs)
     try:
         records = rollout(env, policy, episodes, seed, record_observations)

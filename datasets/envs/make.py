@@ -14,6 +14,7 @@
   6-tuple ``(obs, reward, cost, terminated, truncated, info)`` becomes the 5-tuple.
 * ``mujoco``: gymnasium's MuJoCo v4 environments (D4RL tasks), cost 0.0.
 * ``builtin``: the point robot (:mod:`.point_robot`), which needs no simulator package.
+* ``toy_dosing``: saferl's toy dosing simulator (:mod:`.toy_dosing`), numpy only (synthetic, not clinical).
 
 MetaDrive tasks (and any task with an ``unavailable_reason``) raise :class:`TaskUnavailableError`; a
 missing simulator package raises :class:`SimulatorMissingError` naming the pip command that installs it.
@@ -44,6 +45,7 @@ _SIMULATOR_MODULES: dict[str, tuple[str, ...]] = {
     "safety_gymnasium": ("safety_gymnasium", "mujoco", "xmltodict", "imageio"),
     "mujoco": ("mujoco",),
     "builtin": (),
+    "toy_dosing": (),
     "metadrive": (),
 }
 _SIMULATOR_NAMES = {
@@ -62,7 +64,8 @@ INSTALL_COMMANDS: dict[str, str] = {
 def simulator_available(simulator: str) -> bool:
     """Whether ``simulator``'s packages are installed (found on the path, not imported: no side effects).
 
-    ``"builtin"`` is always available; ``"metadrive"`` never is (see the registry's ``METADRIVE_REASON``).
+    ``"builtin"`` and ``"toy_dosing"`` are always available; ``"metadrive"`` never is (see the registry's
+    ``METADRIVE_REASON``).
     """
     if simulator not in _SIMULATOR_MODULES:
         raise ValueError(f"unknown simulator '{simulator}'; known simulators: {', '.join(_SIMULATOR_MODULES)}")
@@ -202,7 +205,7 @@ def make_env(task: str | TaskSpec, **kwargs: Any) -> gym.Env:
     """The environment of ``task`` (a registry name/id or a :class:`TaskSpec`), see the module docstring.
 
     ``kwargs`` go to the simulator's constructor (for example ``render_mode="rgb_array"``; for the
-    built-in task, ``params=PointRobotParams(...)``).
+    built-in task, ``params=PointRobotParams(...)``; for the toy dosing task, ``params=ToyDosingParams(...)``).
     """
     spec = _resolve(task)
     if spec.simulator == "bullet":
@@ -215,14 +218,19 @@ def make_env(task: str | TaskSpec, **kwargs: Any) -> gym.Env:
         from .point_robot import PointRobotEnv
 
         return PointRobotEnv(**kwargs)
+    if spec.simulator == "toy_dosing":
+        from .toy_dosing import ToyDosingEnv
+
+        return ToyDosingEnv(**kwargs)
     raise TaskUnavailableError(f"task '{spec.name}' uses simulator '{spec.simulator}', which make_env cannot build")
 
 
 def make_vector_env(task: str | TaskSpec, num_envs: int, **kwargs: Any) -> VectorSafetyEnv:
     """``num_envs`` environments of ``task`` behind :class:`VectorSafetyEnv` (``kwargs`` as in :func:`make_env`).
 
-    The built-in task steps as one numpy batch (``PointRobotVectorEnv``); simulators step one
-    environment after another in this process (:class:`SyncVectorSafetyEnv`).
+    The built-in task and the toy dosing task step as one numpy batch (``PointRobotVectorEnv``,
+    ``ToyDosingVectorEnv``); simulators step one environment after another in this process
+    (:class:`SyncVectorSafetyEnv`).
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -231,6 +239,10 @@ def make_vector_env(task: str | TaskSpec, num_envs: int, **kwargs: Any) -> Vecto
         from .point_robot import PointRobotVectorEnv
 
         return PointRobotVectorEnv(num_envs, **kwargs)
+    if spec.simulator == "toy_dosing":
+        from .toy_dosing import ToyDosingVectorEnv
+
+        return ToyDosingVectorEnv(num_envs, **kwargs)
     envs: list[gym.Env] = []
     try:
         for _ in range(num_envs):

@@ -142,7 +142,9 @@ RECIPES: dict[str, Recipe] = {
         Recipe("SwimmerVelocity", _two_runs(1_000_000, 5, 250), ppo={**_LONG_EPISODES, "gamma": 0.999},
                episodes_per_behaviour=48, chunk_episodes=16),
         # Navigation resets rebuild the MuJoCo world (about a second each): fewer, longer chunks.
-        Recipe("PointCircle1", _two_runs(200_000, 5, 250), ppo={"cost_window": 8}, episodes_per_behaviour=20,
+        # 100k steps per run and 10 episodes per behaviour (540 trajectories, DSRL: 1098): the 2-core budget,
+        # where a PPO iteration here takes ~20 s (slow resets and Python-side sensors).
+        Recipe("PointCircle1", _two_runs(100_000, 5, 250), ppo={"cost_window": 8}, episodes_per_behaviour=10,
                chunk_episodes=8),
     ]
 }

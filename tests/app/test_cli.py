@@ -21,7 +21,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_data_list_has_every_task(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "data", "list")
     lines = out.strip().splitlines()[1:]
-    assert code == 0 and len(lines) == 59
+    assert code == 0 and len(lines) == 60  # 38 DSRL, 20 D4RL, PointRobot, ToyDosing
+    assert any(line.startswith("ToyDosing") and "built on first use" in line for line in lines)
     assert any(line.startswith("Metadrive-easysparse") and "unavailable" in line for line in lines)
     assert any(line.startswith("PointRobot") and "built on first use" in line for line in lines)
 

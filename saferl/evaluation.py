@@ -23,6 +23,7 @@ import numpy as np
 
 from saferl.datasets import TaskSpec, get_task
 from saferl.datasets.envs import make_vector_env
+from saferl.datasets.envs.make import NUMPY_BATCHED
 from saferl.datasets.envs.base import VectorSafetyEnv
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -184,12 +185,13 @@ def evaluate(
 ) -> tuple[EvaluationResult, EpisodeRecords]:
     """Evaluate ``policy`` on ``task`` for ``episodes`` seeded episodes, ``num_envs`` at a time.
 
-    ``num_envs`` defaults to all episodes at once for the built-in task (numpy-batched) and 1 for
-    simulators (which step one process each).
+    ``num_envs`` defaults to all episodes at once for the numpy-batched simulators saferl writes
+    (:data:`~saferl.datasets.envs.make.NUMPY_BATCHED`: the point robot, the toy dosing task) and 1 for
+    external simulators (which step one environment after another).
     """
     spec = get_task(task) if isinstance(task, str) else task
     if num_envs is None:
-        num_envs = episodes if spec.simulator in ("builtin", "toy_dosing") else 1  # numpy-batched simulators
+        num_envs = episodes if spec.simulator in NUMPY_BATCHED else 1
     env = make_vector_env(spec, num_envs)
     try:
         records = rollout(env, policy, episodes, seed, record_observations)

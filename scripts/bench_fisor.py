@@ -46,6 +46,8 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true",
+                        help="also print torch.profiler's operator table for 20 one-state acts of the paper network")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -77,6 +79,14 @@ def main() -> dict:
             obs = padded.observations[:states]
             row[f"act_ms_per_state_{states}"] = 1e3 * time_call(lambda: algo.act(obs), act_repeats) / states
         rows[name] = row
+        if args.profile and name == "paper":
+            from torch.profiler import ProfilerActivity, profile
+
+            one = torch.as_tensor(padded.observations[:1], dtype=torch.float32)
+            with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(20):
+                    algo.act_tensor(one)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
     print(f"FISOR, obs 72 / act 2, N=16 candidates, T=5 steps, {args.threads} torch threads")
     print(f"{'network':<12} {'train steps/s':>14} {'act ms/state (1)':>17} {'(10 envs)':>10} {'(100 envs)':>11}")
     for name, row in rows.items():

@@ -53,6 +53,22 @@ _SIMULATOR_NAMES = {
     "safety_gymnasium": "Safety-Gymnasium",
     "mujoco": "MuJoCo",
 }
+# Simulators saferl writes itself, stepped as one numpy batch: simulator -> (module, single env, batched env).
+NUMPY_BATCHED: dict[str, tuple[str, str, str]] = {
+    "builtin": ("point_robot", "PointRobotEnv", "PointRobotVectorEnv"),
+    "toy_dosing": ("toy_dosing", "ToyDosingEnv", "ToyDosingVectorEnv"),
+}
+"""Simulators whose whole batch steps in one numpy call: evaluation runs all its episodes at once on them."""
+
+
+def _numpy_batched_class(simulator: str, batched: bool) -> type:
+    """The single or batched environment class of a :data:`NUMPY_BATCHED` simulator (imported on demand)."""
+    import importlib
+
+    module, single, vector = NUMPY_BATCHED[simulator]
+    return getattr(importlib.import_module(f".{module}", __package__), vector if batched else single)
+
+
 # The pip command that installs each optional simulator (shown by errors and by `saferl data list`).
 INSTALL_COMMANDS: dict[str, str] = {
     "bullet": 'pip install "saferl[bullet]"',
@@ -214,14 +230,8 @@ def make_env(task: str | TaskSpec, **kwargs: Any) -> gym.Env:
         return _make_safety_gymnasium(spec, **kwargs)
     if spec.simulator == "mujoco":
         return _make_mujoco(spec, **kwargs)
-    if spec.simulator == "builtin":
-        from .point_robot import PointRobotEnv
-
-        return PointRobotEnv(**kwargs)
-    if spec.simulator == "toy_dosing":
-        from .toy_dosing import ToyDosingEnv
-
-        return ToyDosingEnv(**kwargs)
+    if spec.simulator in NUMPY_BATCHED:
+        return _numpy_batched_class(spec.simulator, batched=False)(**kwargs)
     raise TaskUnavailableError(f"task '{spec.name}' uses simulator '{spec.simulator}', which make_env cannot build")
 
 
@@ -235,14 +245,8 @@ def make_vector_env(task: str | TaskSpec, num_envs: int, **kwargs: Any) -> Vecto
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     spec = _resolve(task)
-    if spec.simulator == "builtin":
-        from .point_robot import PointRobotVectorEnv
-
-        return PointRobotVectorEnv(num_envs, **kwargs)
-    if spec.simulator == "toy_dosing":
-        from .toy_dosing import ToyDosingVectorEnv
-
-        return ToyDosingVectorEnv(num_envs, **kwargs)
+    if spec.simulator in NUMPY_BATCHED:
+        return _numpy_batched_class(spec.simulator, batched=True)(num_envs, **kwargs)
     envs: list[gym.Env] = []
     try:
         for _ in range(num_envs):
@@ -254,4 +258,4 @@ def make_vector_env(task: str | TaskSpec, num_envs: int, **kwargs: Any) -> Vecto
     return SyncVectorSafetyEnv(envs)
 
 
-__all__ = ["make_env", "make_vector_env", "simulator_available", "INSTALL_COMMANDS"]
+__all__ = ["make_env", "make_vector_env", "simulator_available", "INSTALL_COMMANDS", "NUMPY_BATCHED"]

@@ -49,3 +49,13 @@ class VectorSafetyEnv(Protocol):
     def close(self) -> None:
         """Release simulator resources."""
         ...
+
+
+def step_first_env(batch: VectorSafetyEnv, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+    """Step a one-environment batch with one action: gymnasium's 5-tuple, the step cost in ``info["cost"]``.
+
+    The single-environment wrappers of saferl's numpy-batched simulators step through this.
+    """
+    result = batch.step(np.asarray(action).reshape(1, -1))
+    return (result.observations[0], float(result.rewards[0]), bool(result.terminated[0]),
+            bool(result.truncated[0]), {"cost": float(result.costs[0])})

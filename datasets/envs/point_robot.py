@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from .base import VectorStep
+from .base import VectorStep, step_first_env
 
 
 @dataclass(frozen=True)
@@ -174,15 +174,7 @@ class PointRobotEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Gymnasium 5-tuple step; ``info["cost"]`` is 1.0 inside the hazard."""
-        result = self._batch.step(np.asarray(action)[None])
-        info = {"cost": float(result.costs[0])}
-        return (
-            result.observations[0],
-            float(result.rewards[0]),
-            bool(result.terminated[0]),
-            bool(result.truncated[0]),
-            info,
-        )
+        return step_first_env(self._batch, action)
 
 
 @dataclass(frozen=True)

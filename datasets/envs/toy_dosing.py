@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import gymnasium as gym
 import numpy as np
 
-from .base import VectorStep
+from .base import VectorStep, step_first_env
 
 
 @dataclass(frozen=True)
@@ -220,14 +220,7 @@ class ToyDosingEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Gymnasium 5-tuple step; ``info["cost"]`` is 1.0 above the toxicity threshold."""
-        result = self._batch.step(np.asarray(action).reshape(1, 1))
-        return (
-            result.observations[0],
-            float(result.rewards[0]),
-            bool(result.terminated[0]),
-            bool(result.truncated[0]),
-            {"cost": float(result.costs[0])},
-        )
+        return step_first_env(self._batch, action)
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", action="store_true", help="(re)train the behaviour agents first")
     parser.add_argument("--train-missing", action="store_true", help="train the tasks without a policy file")
     parser.add_argument("--table-only", action="store_true", help="only regenerate the docs table")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train up to this many behaviour runs at once, one process and core each "
+                             "(same snapshots as --jobs 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     tasks = args.tasks or [t for t in RECIPES if behaviour_policy_path(t).exists()]
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         for task in tasks:
             if args.train or (args.train_missing and not behaviour_policy_path(task).exists()):
                 started = time.perf_counter()
-                train_behaviour_policies(task, log=lambda run, entry, task=task: _log_training(task, run, entry))
+                train_behaviour_policies(task, log=lambda run, entry, task=task: _log_training(task, run, entry),
+                                         jobs=args.jobs)
                 print(f"{task}: trained behaviour agents in {time.perf_counter() - started:.0f} s", flush=True)
             started = time.perf_counter()
             result = build_dataset(task, seed=args.seed, force=args.force)

@@ -312,3 +312,27 @@ def test_committed_behaviour_policies_are_small_and_fit_their_task(task: str) ->
     assert meta["task"] == task and meta["training_seconds"] > 0
     assert {s.stats["run"] for s in snapshots} == {run.name for run in RECIPES[task].runs}
     assert all((s.obs_dim, s.act_dim) == (spec.obs_dim, spec.act_dim) for s in snapshots)
+
+
+def test_behaviour_runs_in_parallel_match_serial(tmp_path: Path) -> None:
+    """``jobs=2`` trains the recipe's runs in worker processes and saves exactly what ``jobs=1`` saves."""
+    from saferl.datasets.builders import train_behaviour_policies
+
+    small = dict(num_envs=4, rollout_steps=200, update_epochs=1, minibatch_size=200,
+                 snapshot_fractions=(0.5, 1.0), cost_window=4)
+    runs = (TrainingRun("rising", CostLimitSchedule.linear(0, 10), 1600, seed=1),
+            TrainingRun("falling", CostLimitSchedule.linear(10, 0), 1600, seed=2))
+    recipe = Recipe("PointRobot", runs, ppo=small)
+    serial, meta_serial = load_snapshots(train_behaviour_policies("PointRobot", recipe=recipe,
+                                                                  output=tmp_path / "serial.safetensors"))
+    parallel, meta_parallel = load_snapshots(train_behaviour_policies("PointRobot", recipe=recipe, jobs=2,
+                                                                      output=tmp_path / "parallel.safetensors"))
+    names = [s.stats["run"] for s in parallel]
+    assert names == sorted(names, key=["rising", "falling"].index) and set(names) == {"rising", "falling"}
+    assert [s.stats for s in parallel] == [s.stats for s in serial]
+    for a, b in zip(serial, parallel):
+        for wa, wb in zip(a.weights + a.biases + [a.log_std], b.weights + b.biases + [b.log_std]):
+            np.testing.assert_array_equal(wa, wb)
+    assert [r["name"] for r in meta_parallel["runs"]] == ["rising", "falling"]
+    with pytest.raises(ValueError, match="jobs"):
+        train_behaviour_policies("PointRobot", recipe=recipe, jobs=0, output=tmp_path / "x.safetensors")

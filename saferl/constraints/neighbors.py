@@ -72,13 +72,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
 
-import faiss
 import numpy as np
 import torch
-from faiss.contrib.ivf_tools import add_preassigned, search_preassigned
 from scipy.spatial import cKDTree
+
+if TYPE_CHECKING:
+    import faiss
 
 ArrayLike = torch.Tensor | np.ndarray
 _Built = TypeVar("_Built")
@@ -186,6 +188,14 @@ def _check_int(name: str, value: int, low: int, high: int | None = None) -> None
         raise ValueError(f"{name} must be an int {bounds}, got {value!r}")
 
 
+def _faiss() -> ModuleType:
+    """faiss, imported on first use: only the faiss backends and the default's cells need it, so importing
+    saferl (and running algorithms without a neighbour index) does not load it."""
+    import faiss
+
+    return faiss
+
+
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     """A contiguous float32 numpy copy (or view) of a tensor, on the CPU."""
     return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy())
@@ -193,7 +203,7 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 
 def _kmeans(points: np.ndarray, num_cells: int, seed: int) -> np.ndarray:
     """``num_cells`` k-means centroids of ``points`` (faiss; seeded subsample and initialisation)."""
-    kmeans = faiss.Kmeans(
+    kmeans = _faiss().Kmeans(
         points.shape[1],
         num_cells,
         niter=_KMEANS_ITERATIONS,
@@ -263,7 +273,7 @@ class _FaissFlatSearcher:
     """faiss IndexFlatL2: exhaustive search (BLAS products), top ``k + 8`` kept."""
 
     def __init__(self, keys: np.ndarray) -> None:
-        self.index = faiss.IndexFlatL2(keys.shape[1])
+        self.index = _faiss().IndexFlatL2(keys.shape[1])
         self.index.add(keys)
         self.memory_bytes = keys.nbytes
 
@@ -279,9 +289,9 @@ class _FaissIVFSearcher:
     """
 
     def __init__(self, keys: np.ndarray, num_cells: int, nprobe: int, seed: int) -> None:
-        quantizer = faiss.IndexFlatL2(keys.shape[1])
+        quantizer = _faiss().IndexFlatL2(keys.shape[1])
         quantizer.add(_kmeans(keys, num_cells, seed))
-        self.index = faiss.IndexIVFFlat(quantizer, keys.shape[1], num_cells)
+        self.index = _faiss().IndexIVFFlat(quantizer, keys.shape[1], num_cells)
         self.index.is_trained = True
         self.index.add(keys)
         self.nprobe = min(nprobe, num_cells)
@@ -350,6 +360,9 @@ class _StateCells:
 
         Searches name their lists explicitly, so the index's own quantizer is never consulted.
         """
+        from faiss.contrib.ivf_tools import add_preassigned
+
+        faiss = _faiss()
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(vectors.shape[1]), vectors.shape[1], self.num_cells)
         index.is_trained = True
         add_preassigned(index, vectors, self.assignment)
@@ -358,6 +371,8 @@ class _StateCells:
 
 def _scan(index: faiss.IndexIVFFlat, queries: np.ndarray, k: int, cells: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """faiss IVF search of ``queries`` in the given lists (``-1`` entries skipped): squared distances, rows."""
+    from faiss.contrib.ivf_tools import search_preassigned
+
     index.nprobe = cells.shape[1]
     return search_preassigned(index, queries, k, np.ascontiguousarray(cells.numpy(), dtype=np.int64))
 

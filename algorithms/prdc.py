@@ -125,6 +125,7 @@ class PRDC(Algorithm):
         self.index = DatasetNeighborIndex(
             states, torch.as_tensor(dataset.actions, device=self.device), self.config.beta,
             backend=self.config.neighbor_backend, k=self.config.k, num_candidates=self.config.num_candidates,
+            workers=torch.get_num_threads(),  # the run's thread budget (torch_threads), not every core
         )
         return dataset
 

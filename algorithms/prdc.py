@@ -35,6 +35,8 @@ everywhere in saferl); ``alpha / mean|Q|`` is detached, as in TD3+BC; PRDC-Lag i
 from __future__ import annotations
 
 import copy
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +47,7 @@ from saferl.algorithm import Algorithm, AlgorithmConfig, ObservationNormalizer, 
 from saferl.constraints.cost_limits import per_step_cost_threshold
 from saferl.constraints.critics import CriticEnsemble, ensemble_mse_loss, iql_q_target, polyak_update, reduce_ensemble
 from saferl.constraints.multipliers import make_multiplier
-from saferl.constraints.neighbors import DatasetNeighborIndex
+from saferl.constraints.neighbors import DatasetNeighborIndex, Neighbors
 from saferl.datasets import Batch, TransitionDataset
 from saferl.networks.mlp import MLP
 
@@ -84,6 +86,11 @@ class PRDCConfig(AlgorithmConfig):
     """Actor and target updates every this many steps."""
     normalize_obs: bool = True
     """z-normalise states (PRDC and TD3+BC do)."""
+    overlap_search: bool = True
+    """On actor steps, run the neighbour search in one background thread while the critics update. The
+    critic step does not change the actor, so the query (the actor's actions) and its answer are exactly
+    those of the sequential order: same numbers, bit for bit; only the wall time changes. Uses one more
+    thread than ``torch_threads`` while the two overlap."""
 
 
 @dataclass
@@ -116,6 +123,10 @@ class PRDC(Algorithm):
         self.add_optimizer("actor", self.actor.parameters(), lr=c.actor_lr)
         self.add_optimizer("critic", self.critics.parameters(), lr=c.critic_lr)
         self.index: DatasetNeighborIndex | None = None
+        self._search_pool: ThreadPoolExecutor | None = None
+        self.search_timing = {"search_s": 0.0, "wait_s": 0.0}
+        """Wall seconds spent inside the neighbour search, and seconds the update waited for it (equal
+        without ``overlap_search``); diagnostics for ``scripts/bench_prdc.py``, not checkpointed."""
 
     def setup(self, dataset: TransitionDataset) -> TransitionDataset:
         """Fit the state normaliser and build this instance's neighbour index over the training data."""
@@ -140,6 +151,8 @@ class PRDC(Algorithm):
         c = self.config
         obs, next_obs = self.normalizer(batch.observations), self.normalizer(batch.next_observations)
         batch = Batch(**{**batch.__dict__, "observations": obs, "next_observations": next_obs})
+        actor_step = step % c.policy_delay == 0
+        search = self._start_search(batch) if actor_step and c.overlap_search else None
         with torch.no_grad():
             noise = (torch.randn_like(batch.actions) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
             next_actions = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
@@ -148,17 +161,38 @@ class PRDC(Algorithm):
         critic_loss = ensemble_mse_loss(self.critics(obs, batch.actions), reward_target)
         logs = {"critic_loss": critic_loss.item()} | self._cost_critic_step(batch, cost_target)
         self.step_optimizer("critic", critic_loss)
-        if step % c.policy_delay == 0:
-            logs |= self._actor_step(batch)
+        if actor_step:
+            logs |= self._actor_step(batch, search)
             polyak_update(self.actor_target, self.actor, c.polyak)
             polyak_update(self.critics_target, self.critics, c.polyak)
             self._update_cost_targets()
         return logs
 
-    def _actor_step(self, batch: Batch) -> dict[str, float]:
+    def _search(self, rows: torch.Tensor, actions: torch.Tensor) -> Neighbors:
+        """The index's answer for the keys ``[beta * s_row, action]``, timed."""
+        assert self.index is not None, "call setup(dataset) before training"
+        started = time.perf_counter()
+        neighbours = self.index.query_rows(rows, actions)
+        self.search_timing["search_s"] += time.perf_counter() - started
+        return neighbours
+
+    def _start_search(self, batch: Batch) -> Future[Neighbors]:
+        """Submit this actor step's search to the background thread (the actor's current actions)."""
+        with torch.no_grad():
+            actions = self.actor(batch.observations)
+        if self._search_pool is None:
+            self._search_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prdc-search")
+        return self._search_pool.submit(self._search, batch.indices.to(self.device), actions)
+
+    def _actor_step(self, batch: Batch, search: Future[Neighbors] | None = None) -> dict[str, float]:
         assert self.index is not None, "call setup(dataset) before training"
         actions = self.actor(batch.observations)
-        neighbours = self.index.query_rows(batch.indices.to(self.device), actions.detach())
+        started = time.perf_counter()
+        if search is not None:
+            neighbours = search.result()
+        else:
+            neighbours = self._search(batch.indices.to(self.device), actions.detach())
+        self.search_timing["wait_s"] += time.perf_counter() - started
         constraint = F.mse_loss(actions, neighbours.kth_actions)
         q = self.critics(batch.observations, actions)[0]
         objective, logs = self._actor_objective(batch, actions, q)

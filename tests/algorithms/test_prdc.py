@@ -87,3 +87,21 @@ def test_lagrangian_multiplier_rises_when_the_cost_critic_exceeds_the_threshold(
     fresh = PRDCLag(config, tight)
     fresh.load_extra_state(state)
     assert fresh.multiplier.value == algo.multiplier.value
+
+
+def test_overlapped_search_gives_the_sequential_numbers_bit_for_bit() -> None:
+    """The background-thread search (default) changes only wall time: same losses and weights as in order."""
+    data = toy_dataset(1500, seed=3)
+    runs = {}
+    for overlap in (True, False):
+        torch.manual_seed(0)
+        algo = PRDCLag(PRDCLagConfig(hidden=[32, 32], batch_size=64, overlap_search=overlap), CONTEXT)
+        fitted = algo.setup(data)
+        generator = torch.Generator().manual_seed(0)
+        logs = [algo.update(fitted.sample(64, generator), step) for step in range(30)]
+        runs[overlap] = (logs, [p.detach().clone() for p in algo.actor.parameters()], dict(algo.search_timing))
+    assert runs[True][0] == runs[False][0]
+    for a, b in zip(runs[True][1], runs[False][1]):
+        assert torch.equal(a, b)
+    for _, _, timing in runs.values():
+        assert timing["search_s"] > 0.0 and timing["wait_s"] >= 0.0

@@ -13,6 +13,7 @@ import numpy as np
 
 from .envs.point_robot import BehaviourFamily, PointRobotParams, PointRobotVectorEnv, scripted_actions
 from .registry import TaskSpec
+from .scripted import scripted_rollouts
 from .types import TransitionDataset
 
 
@@ -32,45 +33,10 @@ def build_point_robot_dataset(
     rng = np.random.default_rng(seed)
     behaviour = family.sample(num_trajectories, rng)
     env = PointRobotVectorEnv(num_trajectories, params)
-    episode_seeds = rng.integers(0, 2**31 - 1, size=num_trajectories)
-    obs = env.reset_envs(np.arange(num_trajectories), episode_seeds.tolist())
-
-    T = params.episode_len
-    shape = (T, num_trajectories)
-    observations = np.zeros(shape + (2,), np.float32)
-    next_observations = np.zeros(shape + (2,), np.float32)
-    actions = np.zeros(shape + (2,), np.float32)
-    rewards, costs = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-    terminals, timeouts = np.zeros(shape, bool), np.zeros(shape, bool)
-    alive = np.zeros(shape, bool)
-    running = np.ones(num_trajectories, bool)
-    for t in range(T):
-        action = scripted_actions(env.positions, behaviour, params, rng)
-        step = env.step(action)
-        observations[t], actions[t], next_observations[t] = obs, action, step.observations
-        rewards[t], costs[t] = step.rewards, step.costs
-        terminals[t], timeouts[t] = step.terminated, step.truncated
-        alive[t] = running
-        running &= ~(step.terminated | step.truncated)
-        obs = step.observations
-        if not running.any():
-            break
-
-    # Transpose to trajectory-major order and keep only the steps each trajectory actually took.
-    keep = alive.T.reshape(-1)
-
-    def flat(arr: np.ndarray) -> np.ndarray:
-        return np.swapaxes(arr, 0, 1).reshape((-1,) + arr.shape[2:])[keep]
-
-    return TransitionDataset(
-        observations=flat(observations),
-        actions=flat(actions),
-        rewards=flat(rewards),
-        costs=flat(costs),
-        next_observations=flat(next_observations),
-        terminals=flat(terminals),
-        timeouts=flat(timeouts),
-        metadata={"task": "PointRobot", "source": f"built-in point robot (seed {seed})", "format": "dsrl"},
+    return scripted_rollouts(
+        env, lambda obs: scripted_actions(env.positions, behaviour, params, rng), num_trajectories,
+        params.episode_len, rng,
+        {"task": "PointRobot", "source": f"built-in point robot (seed {seed})", "format": "dsrl"},
     )
 
 

@@ -6,6 +6,7 @@ task, committed to git), with the training time in its metadata. Prints one line
 iterations and a summary per task. Run alone (one torch thread; the simulators are single-threaded):
 
     python scripts/train_behaviour.py BallRun CarRun
+    python scripts/train_behaviour.py AntCircle --jobs 2   # its two runs side by side, on two cores
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tasks", nargs="+", help="registry task names, e.g. BallRun CarRun")
     parser.add_argument("--log-every", type=int, default=10, help="iterations between log lines")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train up to this many runs of a recipe at once, one process and core each "
+                             "(same snapshots; workers log every 20th iteration)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     for task in args.tasks:
@@ -32,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             if entry.iteration % args.log_every == 0:
                 print(f"{task} {run:>8} {entry.line()}", flush=True)
 
-        path = train_behaviour_policies(task, log=log)
+        path = train_behaviour_policies(task, log=log, jobs=args.jobs)
         snapshots, meta = load_snapshots(path)
         size_kb = path.stat().st_size / 1024
         print(f"{task}: {len(snapshots)} snapshots -> {path} ({size_kb:.0f} KiB), "

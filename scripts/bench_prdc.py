@@ -5,13 +5,15 @@ function of the state plus noise, trajectories of 1000 steps: D4RL-locomotion-li
 built once; for each backend PRDC is set up (index build timed) and trained for a number of steps with
 the paper's sizes (batch 256, 256x256 networks). The search runs on actor steps only (every
 ``policy_delay`` = 2 steps, as in PRDC). ``search_share`` is the fraction of the training time the update
-waits for it: with PRDC's default ``overlap_search`` the search runs in a background thread while the
-critics update, so only the part the critic step does not cover holds the step up.
-``search_busy_share`` is the time spent inside the search itself over the training time, which is also
-the share with ``overlap_search=False`` (the sequential order; same numbers either way).
+waits for it. With ``overlap_search`` the search runs in a background thread while the critics update, so
+only the part the critic step does not cover holds the step up; PRDC's default overlaps only when torch's
+threads leave a core free (``--threads`` below the machine's cores). ``search_busy_share`` is the time
+inside the search itself over the training time. The default backend is also measured with the overlap
+forced on and off (same numbers either way), and ``overlap_speedup`` is their ratio of steps/s: a lower
+waited share is only worth having when the steps/s rise with it.
 
 Prints a table and a last line ``RESULT {json}`` with ``steps_per_s`` per backend and ``search_share`` of
-the default backend (target <= 0.25). ``--quick`` (under a minute) uses 1e5 transitions and skips the
+the default backend and default settings (target <= 0.25). ``--quick`` (under a minute) uses 1e5 transitions and skips the
 brute-force CPU backends; the full run uses 1e6. Run alone: a second busy process slows torch 8-16x.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -46,11 +49,11 @@ def synthetic_dataset(n: int, obs_dim: int = 17, act_dim: int = 6, episode_len: 
     return TransitionDataset(obs, actions, rng.normal(size=n), np.zeros(n), next_obs, np.zeros(n), timeouts)
 
 
-def measure(data: TransitionDataset, backend: str, steps: int) -> dict[str, float]:
+def measure(data: TransitionDataset, backend: str, steps: int, overlap: bool | None = None) -> dict[str, float]:
     """Build PRDC with ``backend`` and time ``steps`` training steps and their searches."""
     torch.manual_seed(0)
     context = TaskContext(data.obs_dim, data.act_dim, 1000, 10.0, total_steps=steps)
-    algo = PRDC(PRDCConfig(neighbor_backend=backend), context)
+    algo = PRDC(PRDCConfig(neighbor_backend=backend, overlap_search=overlap), context)
     start = time.perf_counter()
     data = algo.setup(data)
     build_s = time.perf_counter() - start
@@ -81,12 +84,14 @@ def main() -> dict:
     backends = ["candidates", "kdtree", "faiss-ivf"] if args.quick else ["candidates", "cells", "kdtree", "faiss-ivf", "faiss-flat"]
     data = synthetic_dataset(n)
     rows = {backend: measure(data, backend, steps) for backend in backends}
+    rows["candidates, overlapped"] = measure(data, "candidates", steps, overlap=True)
+    rows["candidates, sequential"] = measure(data, "candidates", steps, overlap=False)
     print(f"PRDC on {n:,} synthetic transitions (obs 17, act 6), batch 256, 256x256 nets, {steps} steps, "
           f"{args.threads} torch threads")
-    print(f"{'backend':<12} {'build s':>8} {'memory MB':>10} {'steps/s':>8} {'search share':>13} {'busy share':>11} "
+    print(f"{'backend':<22} {'build s':>8} {'memory MB':>10} {'steps/s':>8} {'search share':>13} {'busy share':>11} "
           f"{'fallback':>9}")
     for backend, row in rows.items():
-        print(f"{backend:<12} {row['build_s']:>8.1f} {row['memory_mb']:>10.0f} {row['steps_per_s']:>8.1f} "
+        print(f"{backend:<22} {row['build_s']:>8.1f} {row['memory_mb']:>10.0f} {row['steps_per_s']:>8.1f} "
               f"{row['search_share']:>13.3f} {row['search_busy_share']:>11.3f} {row['fallback_fraction']:>9.3f}")
     result = {
         "transitions": n,
@@ -95,6 +100,10 @@ def main() -> dict:
         "search_share": round(rows["candidates"]["search_share"], 4),
         "search_busy_share": round(rows["candidates"]["search_busy_share"], 4),
         "search_share_kdtree": round(rows["kdtree"]["search_share"], 4),
+        "search_share_sequential": round(rows["candidates, sequential"]["search_share"], 4),
+        "search_share_overlapped": round(rows["candidates, overlapped"]["search_share"], 4),
+        "overlap_speedup": round(rows["candidates, overlapped"]["steps_per_s"] / rows["candidates, sequential"]["steps_per_s"], 3),
+        "default_overlaps": PRDCConfig().overlap_search is not False and args.threads < (os.cpu_count() or 1),
         "quick": args.quick,
     }
     print("RESULT " + json.dumps(result))

@@ -113,7 +113,7 @@ def main() -> dict:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    steps, repeats = (300, 1) if args.quick else (2000, 3)
+    steps, repeats = (200, 3) if args.quick else (2000, 3)
     hidden = [256, 256]
     data = build_point_robot_dataset(1000, seed=0)
     safe = select_bc_safe(data, 10.0)

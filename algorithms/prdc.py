@@ -53,6 +53,18 @@ from saferl.datasets import Batch, TransitionDataset
 from saferl.networks.mlp import MLP
 
 
+def overlap_search_enabled(setting: bool | None) -> bool:
+    """Whether PRDC's search runs beside the critic update for ``overlap_search=setting``.
+
+    ``None`` (the default) decides by the cores: overlap when torch's threads leave one of the cores this
+    process may use (its CPU affinity where the platform reports it) free for the search thread.
+    """
+    if setting is not None:
+        return setting
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return torch.get_num_threads() < cores
+
+
 @dataclass
 class PRDCConfig(AlgorithmConfig):
     """PRDC (defaults: the paper's TD3+BC backbone; alpha/beta of its hopper/walker2d settings)."""
@@ -92,7 +104,7 @@ class PRDCConfig(AlgorithmConfig):
     critic step does not change the actor, so the query (the actor's actions) and its answer are exactly
     those of the sequential order: same numbers, bit for bit; only the wall time changes. The thread needs
     a free core: null (default) overlaps only when torch's threads leave one (``torch_threads`` below the
-    machine's cores; measured on 2 cores: 1.15x faster with 1 thread, 0.82x with 2)."""
+    cores this process may use; ``scripts/bench_prdc.py`` measures both orders, docs/algorithms/prdc.md)."""
 
 
 @dataclass
@@ -154,7 +166,7 @@ class PRDC(Algorithm):
         obs, next_obs = self.normalizer(batch.observations), self.normalizer(batch.next_observations)
         batch = Batch(**{**batch.__dict__, "observations": obs, "next_observations": next_obs})
         actor_step = step % c.policy_delay == 0
-        search = self._start_search(batch) if actor_step and self._overlap() else None
+        search = self._start_search(batch) if actor_step and overlap_search_enabled(c.overlap_search) else None
         with torch.no_grad():
             noise = (torch.randn_like(batch.actions) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
             next_actions = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
@@ -177,12 +189,6 @@ class PRDC(Algorithm):
         neighbours = self.index.query_rows(rows, actions)
         self.search_timing["search_s"] += time.perf_counter() - started
         return neighbours
-
-    def _overlap(self) -> bool:
-        """Whether this step's search runs beside the critic update (``overlap_search``; null: a core is free)."""
-        if self.config.overlap_search is not None:
-            return self.config.overlap_search
-        return torch.get_num_threads() < (os.cpu_count() or 1)
 
     def _start_search(self, batch: Batch) -> Future[Neighbors]:
         """Submit this actor step's search to the background thread (the actor's current actions)."""
@@ -272,4 +278,4 @@ class PRDCLag(PRDC):
         self.multiplier.load_state_dict(state["multiplier"])
 
 
-__all__ = ["PRDCConfig", "PRDCLagConfig", "PRDC", "PRDCLag"]
+__all__ = ["PRDCConfig", "PRDCLagConfig", "PRDC", "PRDCLag", "overlap_search_enabled"]

@@ -7,31 +7,16 @@ one Python loop over time steps, not over episodes.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 
+from .envs.base import VectorSafetyEnv
 from .types import TransitionDataset
 
 
-class _StepResult(Protocol):
-    observations: np.ndarray
-    rewards: np.ndarray
-    costs: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-
-
-class BatchedEnv(Protocol):
-    """What :func:`scripted_rollouts` needs of a vector environment (the built-in simulators have it)."""
-
-    def reset_envs(self, indices: np.ndarray, seeds: list[int]) -> np.ndarray: ...
-
-    def step(self, actions: np.ndarray) -> _StepResult: ...
-
-
 def scripted_rollouts(
-    env: BatchedEnv,
+    env: VectorSafetyEnv,
     policy: Callable[[np.ndarray], np.ndarray],
     num_trajectories: int,
     episode_len: int,
@@ -81,4 +66,4 @@ def scripted_rollouts(
     )
 
 
-__all__ = ["BatchedEnv", "scripted_rollouts"]
+__all__ = ["scripted_rollouts"]

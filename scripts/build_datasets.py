@@ -27,9 +27,9 @@ import yaml
 
 from saferl.datasets.builders import (
     RECIPES,
-    IterationLog,
     behaviour_policy_path,
     build_dataset,
+    print_iteration,
     train_behaviour_policies,
 )
 from saferl.datasets.builders.build import CARD_DIR
@@ -89,11 +89,6 @@ def replace_between(doc: str, markers: tuple[str, str], text: str) -> str:
     return f"{head}{start}\n{text}\n{end}{tail}"
 
 
-def _log_training(task: str, run: str, entry: IterationLog) -> None:
-    if entry.iteration % 20 == 0:
-        print(f"{task} {run:>8} {entry.line()}", flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Build the tasks named, then regenerate the table; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         for task in tasks:
             if args.train or (args.train_missing and not behaviour_policy_path(task).exists()):
                 started = time.perf_counter()
-                train_behaviour_policies(task, log=lambda run, entry, task=task: _log_training(task, run, entry),
+                train_behaviour_policies(task, log=lambda run, entry, task=task: print_iteration(task, run, entry),
                                          jobs=args.jobs)
                 print(f"{task}: trained behaviour agents in {time.perf_counter() - started:.0f} s", flush=True)
             started = time.perf_counter()

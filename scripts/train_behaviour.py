@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from saferl.datasets.builders import IterationLog, load_snapshots, train_behaviour_policies
+from saferl.datasets.builders import IterationLog, load_snapshots, print_iteration, train_behaviour_policies
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     for task in args.tasks:
 
         def log(run: str, entry: IterationLog) -> None:
-            if entry.iteration % args.log_every == 0:
-                print(f"{task} {run:>8} {entry.line()}", flush=True)
+            print_iteration(task, run, entry, args.log_every)
 
         path = train_behaviour_policies(task, log=log, jobs=args.jobs)
         snapshots, meta = load_snapshots(path)

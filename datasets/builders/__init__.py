@@ -10,7 +10,7 @@
   its card and scatter plot.
 """
 
-from .behaviour import train_behaviour_policies
+from .behaviour import print_iteration, train_behaviour_policies
 from .build import BuildResult, behaviour_policy_path, build_dataset, grid_filter, plan_chunks
 from .collect import EpisodeSpec, collect_episodes
 from .ppo_lagrangian import CostLimitSchedule, IterationLog, PPOLagConfig, PPOLagrangian
@@ -36,5 +36,6 @@ __all__ = [
     "load_snapshots",
     "plan_chunks",
     "save_snapshots",
+    "print_iteration",
     "train_behaviour_policies",
 ]

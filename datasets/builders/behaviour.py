@@ -45,16 +45,16 @@ def _train_one_run(
     }
 
 
-def _print_log(task: str, run: str, entry: IterationLog) -> None:
-    """The log of a run trained in a worker process: every 20th iteration, printed with the task's name."""
-    if entry.iteration % 20 == 0:
+def print_iteration(task: str, run: str, entry: IterationLog, every: int = 20) -> None:
+    """Print one line of a behaviour run's progress every ``every`` iterations (the scripts' and workers' log)."""
+    if entry.iteration % every == 0:
         print(f"{task} {run:>8} {entry.line()}", flush=True)
 
 
 def _train_one_run_in_worker(task: str, recipe: Recipe, index: int) -> tuple[list[PolicySnapshot], dict[str, Any]]:
     """:func:`_train_one_run` in a worker process (callbacks do not cross processes: the worker prints)."""
     spec = get_task(task)
-    return _train_one_run(spec, recipe, index, lambda run, entry: _print_log(spec.name, run, entry))
+    return _train_one_run(spec, recipe, index, lambda run, entry: print_iteration(spec.name, run, entry))
 
 
 def train_behaviour_policies(
@@ -104,4 +104,4 @@ def train_behaviour_policies(
     return save_snapshots(output, snapshots, metadata)
 
 
-__all__ = ["train_behaviour_policies"]
+__all__ = ["print_iteration", "train_behaviour_policies"]

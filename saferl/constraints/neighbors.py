@@ -55,11 +55,28 @@ too, at most ``scan_cells`` cells in all. The ``K`` nearest scanned rows form ``
 ``r_i = min(d_{K+1}(i), min_{l unscanned} h_l(z_i))``: a valid radius, equal to the exact
 ``(K+1)``-th neighbour distance whenever the block did not hit its cap.
 
+The build also keeps, for every cell ``o``, the bound of every cell over ``o``'s rows,
+``H(o, l) = min_{i ∈ o} h_l(z_i)``, for the ``M = 256`` smallest, sorted.
+
 *Search* (``"cells"``, and the candidates' fallback on the CPU). The key distance to a point of cell
 ``l`` is at least ``b_l(q) = sqrt(h_l(z)² + g_l(a)²)``, ``g_l(a)`` the distance from ``a`` to the
-bounding box of the actions of cell ``l``. A query scans the ``nprobe`` cells of smallest ``b_l``,
-takes the ``k``-th distance found (or the caller's bound, when smaller) as ``U`` and then scans every
-cell with ``b_l ≤ U``: exact, and cheap when ``U`` is small.
+bounding box of the actions of cell ``l``. A query walks a list of cells in order, keeps the ``k``
+nearest points found so far and, with ``U`` the ``k``-th of their distances (or the caller's bound,
+when smaller), scans only the cells with ``b_l ≤ U``. The walk stops when no cell further down the list
+can be within ``U``:
+
+* a dataset row ``i`` (the candidates' fallback, which passes ``U``) walks its cell's ``H`` list, whose
+  keys ``H(o, l) ≤ h_l(z_i)`` are sorted: it stops at the first ``H(o, l) > U``;
+* any other state walks the list of centroids nearest to its nearest centroid ``c_o`` (the half-space
+  bound holds against any reference cell ``o``): a point ``x`` of cell ``l`` within ``U`` of ``z`` has
+  ``‖x − c_o‖ ≤ U + ‖z − c_o‖ = R`` and ``‖x − c_l‖ ≤ ‖x − c_o‖``, hence ``‖c_l − c_o‖ ≤ 2R``: it
+  stops at the first centroid farther than ``2R``;
+* a query that reaches the end of a list that is not every cell goes on through all the others.
+
+Inside a cell the points are cut into blocks of 16 consecutive dataset rows (trajectory neighbours,
+close in key space); a block whose key box is farther than ``U`` is skipped. The walk is compiled with
+numba (:mod:`saferl.constraints._cell_search`): a few dozen cells and points per query are far too
+little work for torch's per-operation overhead.
 
 Distances are recomputed from direct float32 differences by every backend (the brute-force ones rank
 ``k + 8`` points by matrix products first), so all backends report the same numbers; certificates and
@@ -73,14 +90,11 @@ import math
 import time
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
+from typing import Callable, Protocol, TypeVar
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
-
-if TYPE_CHECKING:
-    import faiss
 
 ArrayLike = torch.Tensor | np.ndarray
 _Built = TypeVar("_Built")
@@ -91,7 +105,10 @@ EXACT_BACKENDS = ("cells", "kdtree", "faiss-flat", "torch")
 _RELATIVE_SLACK = 1e-5  # float32 direct distances are accurate to about 1e-6 (relative)
 _REFINE_EXTRA = 8  # matrix-product distances rank k + 8 points, re-ranked by direct differences
 _KMEANS_ITERATIONS = 10
-_KMEANS_POINTS_PER_CELL = 32  # k-means trains on at most 32 points per centroid (a random subsample)
+_KMEANS_POINTS_PER_CELL = 32
+_NEAR_CELLS = 256
+_BLOCK_POINTS = 16  # consecutive points of a cell under one key box in the cell search
+_QUERIES_PER_THREAD = 32  # the cell search splits a batch over threads in parts of at least this many  # nearest cells listed per cell (their separations prune the exact search's cells)  # k-means trains on at most 32 points per centroid (a random subsample)
 
 
 @dataclass(frozen=True)
@@ -221,10 +238,13 @@ class _Searcher(Protocol):
 
     memory_bytes: int
 
-    def search(self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None) -> torch.Tensor:
+    def search(
+        self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Candidate rows ``(B, M ≥ k)`` containing the ``k`` nearest keys of each query.
 
-        ``upper`` ``(B,)``, when given, bounds each query's ``k``-th neighbour distance from above.
+        ``upper`` ``(B,)``, when given, bounds each query's ``k``-th neighbour distance from above;
+        ``rows`` ``(B,)``, when given, are the dataset rows whose states the queries hold.
         """
 
 
@@ -236,7 +256,9 @@ class _TorchSearcher:
         self.chunk_elements = chunk_elements
         self.memory_bytes = 0  # searches the index's own key tensor
 
-    def search(self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None) -> torch.Tensor:
+    def search(
+        self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         num_points = self.keys.shape[0]
         width = min(k + _REFINE_EXTRA, num_points)
         step = _rows_per_chunk(self.chunk_elements, queries.shape[0])
@@ -264,7 +286,9 @@ class _KDTreeSearcher:
         self.workers = workers
         self.memory_bytes = self.tree.data.nbytes + self.tree.indices.nbytes
 
-    def search(self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None) -> torch.Tensor:
+    def search(
+        self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         _, rows = self.tree.query(_numpy(queries), k=k, workers=self.workers)
         return torch.as_tensor(rows.reshape(queries.shape[0], k), dtype=torch.int64, device=queries.device)
 
@@ -277,7 +301,9 @@ class _FaissFlatSearcher:
         self.index.add(keys)
         self.memory_bytes = keys.nbytes
 
-    def search(self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None) -> torch.Tensor:
+    def search(
+        self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         _, rows = self.index.search(_numpy(queries), min(k + _REFINE_EXTRA, self.index.ntotal))
         return torch.as_tensor(rows, dtype=torch.int64, device=queries.device)
 
@@ -297,7 +323,9 @@ class _FaissIVFSearcher:
         self.nprobe = min(nprobe, num_cells)
         self.memory_bytes = keys.nbytes + keys.shape[0] * 8 + num_cells * keys.shape[1] * 4
 
-    def search(self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None) -> torch.Tensor:
+    def search(
+        self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         points = _numpy(queries)
         self.index.nprobe = self.nprobe
         _, rows = self.index.search(points, k)
@@ -320,8 +348,19 @@ class _StateCells:
         # 1 / (2 ‖c_l − c_m‖) from direct differences; centroids closer than 1e-9 (relative) count as
         # coincident and bound nothing (their half-space test would be rounding noise)
         separation = torch.cdist(self.centroids, self.centroids, compute_mode="donot_use_mm_for_euclid_dist")
-        distinct = separation > 1e-9 * (1 + self._centroid_norms.max().sqrt())
+        distinct = separation > 1e-9 * (1 + self._centroid_norms.max().sqrt())  # as ``coincident`` below
         self._half_inverse_separation = torch.where(distinct, 0.5 / separation, 0.0).float()
+        # each cell's nearest cells (itself first) and their separations, ascending: the walk of a query
+        # whose dataset row is not known (``lists``)
+        listed = min(num_cells, _NEAR_CELLS)
+        near_separation, near_cells = torch.topk(separation, listed, dim=1, largest=False, sorted=True)
+        self._near_separation = np.ascontiguousarray(near_separation.numpy())
+        self._near_cells = np.ascontiguousarray(near_cells.numpy())
+        self.coincident = 1e-9 * (1 + float(self._centroid_norms.max().sqrt()))
+        """Centroids closer than this count as coincident: their half-space bound is 0."""
+        self._row_reach: tuple[np.ndarray, np.ndarray] | None = None
+        self._centroids32 = self.centroids.float()
+        self._centroid_norms32 = self._centroid_norms.float()
         self.assignment = np.empty(len(z), dtype=np.int64)
         step = _rows_per_chunk(chunk_elements, num_cells)
         for start in range(0, len(z), step):
@@ -331,7 +370,10 @@ class _StateCells:
     @property
     def memory_bytes(self) -> int:
         """Bytes of the centroids, their separations and the cell of every point."""
-        return self.centroids.numel() * 8 + self._half_inverse_separation.numel() * 4 + self.assignment.nbytes
+        lists = self._near_separation.nbytes + self._near_cells.nbytes
+        if self._row_reach is not None:
+            lists += self._row_reach[0].nbytes + self._row_reach[1].nbytes
+        return self.centroids.numel() * 12 + self._half_inverse_separation.numel() * 4 + lists + self.assignment.nbytes
 
     def _squared_distances(self, z: torch.Tensor) -> torch.Tensor:
         """``‖z − c_l‖²`` in float64, ``(B, num_cells)``."""
@@ -348,76 +390,86 @@ class _StateCells:
         own_squared, own = squared.min(1, keepdim=True)
         return squared.sub_(own_squared).clamp_min_(0.0).mul_(self._half_inverse_separation[own.squeeze(1)])
 
-    def within(self, bounds: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
-        """Every cell with ``h_l ≤ limit`` ``(B,)``, as rows of cell numbers padded with ``-1``."""
-        inside = bounds <= limit.to(torch.float64)[:, None]
-        width = max(1, int(inside.sum(1).max()))
-        order = torch.sort(inside.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :width]
-        return torch.where(inside.gather(1, order), order, -1)
+    def set_row_reach(self, bounds: torch.Tensor, cells: torch.Tensor) -> None:
+        """Store, per cell ``o``, its cells ``l`` sorted by ``H(o, l) = min_{i ∈ o} h_l(z_i)`` and those
+        bounds (``(num_cells, M)`` each; ``inf`` pads the lists of empty cells): the walk of dataset rows."""
+        self._row_reach = (np.ascontiguousarray(bounds.numpy()), np.ascontiguousarray(cells.numpy()))
 
-    def inverted_file(self, vectors: np.ndarray) -> faiss.IndexIVFFlat:
-        """An IVF-Flat index of ``vectors`` (one per point) whose lists are these cells.
+    def lists(self, z: torch.Tensor, rows: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """What the cell search walks for queries with states ``z``: each query's reference cell, the
+        per-cell lists of cells and their sort keys, and whether those keys are ``H(o, l)``.
 
-        Searches name their lists explicitly, so the index's own quantizer is never consulted.
+        Dataset rows (``rows`` given, after :meth:`set_row_reach`) use their own cell and the ``H`` lists;
+        other states use their nearest centroid (as float32 finds it; any reference cell gives valid
+        bounds) and the lists of nearest centroids.
         """
-        from faiss.contrib.ivf_tools import add_preassigned
-
-        faiss = _faiss()
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(vectors.shape[1]), vectors.shape[1], self.num_cells)
-        index.is_trained = True
-        add_preassigned(index, vectors, self.assignment)
-        return index
-
-
-def _scan(index: faiss.IndexIVFFlat, queries: np.ndarray, k: int, cells: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """faiss IVF search of ``queries`` in the given lists (``-1`` entries skipped): squared distances, rows."""
-    from faiss.contrib.ivf_tools import search_preassigned
-
-    index.nprobe = cells.shape[1]
-    return search_preassigned(index, queries, k, np.ascontiguousarray(cells.numpy(), dtype=np.int64))
+        if rows is not None and self._row_reach is not None:
+            own = self.assignment[rows.cpu().numpy()]
+            return own, self._row_reach[1], self._row_reach[0], True
+        own = np.empty(len(z), dtype=np.int64)
+        step = _rows_per_chunk(self.chunk_elements, self.num_cells)
+        for start in range(0, len(z), step):
+            chunk = z[start : start + step].to("cpu", torch.float32)
+            squared = torch.addmm(self._centroid_norms32, chunk, self._centroids32.T, alpha=-2)
+            own[start : start + step] = squared.argmin(1).numpy()
+        return own, self._near_cells, self._near_separation, False
 
 
 class _CellSearcher:
-    """Exact search through the state cells, bounding the key distance to the points of cell ``l`` by
-    ``sqrt(h_l(z)² + g_l(a)²)``, ``g_l(a)`` the distance from ``a`` to the box of the cell's actions:
-    scan the ``nprobe`` cells of smallest bound, then every cell whose bound is at most ``U``."""
+    """Exact search through the state cells (module docstring, *Search*), compiled with numba
+    (:func:`saferl.constraints._cell_search.search_cells`): per query, walk the reference cell's list,
+    bound each cell by ``b_l = sqrt(h_l(z)² + g_l(a)²)``, ``g_l(a)`` the distance from ``a`` to the box
+    of the cell's actions, and scan the points of the cells not ruled out by the ``k``-th distance so far
+    (or the caller's upper bound).
+    """
 
-    def __init__(self, cells: _StateCells, keys: np.ndarray, state_dim: int, nprobe: int) -> None:
+    def __init__(self, cells: _StateCells, keys: np.ndarray, state_dim: int) -> None:
+        from saferl.constraints import _cell_search
+
+        self._kernel = _cell_search.search_cells
         self.cells = cells
-        self.index = cells.inverted_file(keys)
         self.state_dim = state_dim
-        self.nprobe = nprobe
+        # points grouped by cell (dataset order inside a cell: trajectory neighbours stay together), each
+        # cell cut into blocks of at most _BLOCK_POINTS consecutive points with the box of their keys
+        order = np.argsort(cells.assignment, kind="stable")
+        starts = np.searchsorted(cells.assignment[order], np.arange(cells.num_cells + 1)).astype(np.int64)
+        self._grouped_keys = np.ascontiguousarray(keys[order], dtype=np.float32)
+        self._grouped_rows = order.astype(np.int64)
+        blocks_per_cell = -(-np.diff(starts) // _BLOCK_POINTS)
+        self._block_starts = np.concatenate([[0], np.cumsum(blocks_per_cell)]).astype(np.int64)
+        cell_of_block = np.repeat(np.arange(cells.num_cells), blocks_per_cell)
+        first = starts[cell_of_block] + (np.arange(len(cell_of_block)) - self._block_starts[cell_of_block]) * _BLOCK_POINTS
+        self._block_first = np.append(first, len(keys)).astype(np.int64)
+        self._block_low = np.minimum.reduceat(self._grouped_keys, first, axis=0) if len(first) else self._grouped_keys[:0]
+        self._block_high = np.maximum.reduceat(self._grouped_keys, first, axis=0) if len(first) else self._grouped_keys[:0]
         actions = torch.from_numpy(keys[:, state_dim:])
         members = torch.from_numpy(cells.assignment)[:, None].expand_as(actions)
         empty = torch.full((cells.num_cells, actions.shape[1]), math.inf)
-        self._action_low = empty.scatter_reduce(0, members, actions, "amin")
-        self._action_high = (-empty).scatter_reduce(0, members, actions, "amax")
-        self.memory_bytes = cells.memory_bytes + keys.nbytes + keys.shape[0] * 8 + 2 * self._action_low.numel() * 4
+        self._action_low = empty.scatter_reduce(0, members, actions, "amin").numpy()
+        self._action_high = (-empty).scatter_reduce(0, members, actions, "amax").numpy()
+        self._centroids = np.ascontiguousarray(cells.centroids.numpy())
+        self.memory_bytes = (
+            cells.memory_bytes + self._grouped_keys.nbytes + self._grouped_rows.nbytes + self._block_starts.nbytes
+            + self._block_first.nbytes + self._block_low.nbytes + self._block_high.nbytes + self._action_low.nbytes
+            + self._action_high.nbytes
+        )
 
-    def _bounds(self, queries: torch.Tensor) -> torch.Tensor:
-        """Lower bounds ``(B, num_cells)`` on the key distance from each query to each cell's points."""
-        state_bounds = self.cells.bounds(queries[:, : self.state_dim])
-        actions = queries[:, None, self.state_dim :]
-        outside = (self._action_low - actions).clamp_min(0.0) + (actions - self._action_high).clamp_min(0.0)
-        return state_bounds.square_().add_(outside.square().sum(-1)).sqrt_()
-
-    def search(self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None) -> torch.Tensor:
+    def search(
+        self, queries: torch.Tensor, k: int, upper: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         points = _numpy(queries)
-        upper = None if upper is None else upper.detach().to("cpu", torch.float64)
-        step = _rows_per_chunk(self.cells.chunk_elements, self.cells.num_cells * self._action_low.shape[1])
-        parts = []
-        for start in range(0, len(points), step):
-            chunk = points[start : start + step]
-            bounds = self._bounds(torch.from_numpy(chunk))
-            first = torch.topk(bounds, min(self.nprobe, self.cells.num_cells), dim=1, largest=False).indices
-            squared, found = _scan(self.index, chunk, k, first)
-            limit = torch.from_numpy(np.sqrt(squared[:, k - 1].astype(np.float64)))
-            limit[torch.from_numpy(found[:, k - 1] < 0)] = math.inf
-            if upper is not None:
-                limit = torch.minimum(limit, upper[start : start + step])
-            _, rows = _scan(self.index, chunk, k, self.cells.within(bounds, limit * (1 + _RELATIVE_SLACK)))
-            parts.append(torch.from_numpy(rows))
-        return torch.cat(parts).to(queries.device)
+        if upper is None:
+            bounds = np.full(len(points), np.inf)
+        else:
+            bounds = np.ascontiguousarray(upper.detach().to("cpu", torch.float64).numpy())
+        own, list_cells, list_keys, row_keys = self.cells.lists(torch.from_numpy(points[:, : self.state_dim]), rows)
+        found = self._kernel(
+            points, bounds, np.ascontiguousarray(own, dtype=np.int64), list_cells, list_keys, row_keys,
+            self._centroids, self.cells.coincident, self._block_starts, self._block_first, self._block_low,
+            self._block_high, self._grouped_keys, self._grouped_rows, self._action_low, self._action_high, k,
+            _RELATIVE_SLACK,
+        )
+        return torch.from_numpy(found).to(queries.device)
 
 
 class _CandidateTable:
@@ -438,6 +490,9 @@ class _CandidateTable:
         self._order = np.argsort(cells.assignment, kind="stable")  # rows grouped by cell
         self._starts = np.searchsorted(cells.assignment[self._order], np.arange(cells.num_cells + 1))
         self._grouped = torch.from_numpy(z[self._order])
+        listed = min(cells.num_cells, _NEAR_CELLS)
+        self.reach_bounds = torch.full((cells.num_cells, listed), math.inf, dtype=torch.float64)
+        self.reach_cells = torch.zeros((cells.num_cells, listed), dtype=torch.int64)
         for cell in range(cells.num_cells):
             if self._starts[cell] < self._starts[cell + 1]:
                 self._fill_block(cell, nprobe, scan_cells)
@@ -453,6 +508,8 @@ class _CandidateTable:
         block = self._grouped[self._starts[cell] : self._starts[cell + 1]].double()
         bounds = self._cells.bounds(block)
         closest = bounds.min(0).values  # the smallest bound of each cell over the block's rows
+        reach, reach_cells = torch.topk(closest, self.reach_bounds.shape[1], largest=False, sorted=True)
+        self.reach_bounds[cell], self.reach_cells[cell] = reach, reach_cells
         scanned = torch.zeros(self._cells.num_cells, dtype=torch.bool)
         scanned[torch.topk(closest, min(nprobe, len(closest)), largest=False).indices] = True
         self._cover(scanned, closest)
@@ -525,8 +582,8 @@ class DatasetNeighborIndex:
         num_candidates: ``K``, candidates stored per row (``"candidates"``), at least ``k``.
         fallback: exact backend for uncertified rows and row-less queries of ``"candidates"``;
             default ``"torch"`` when the keys live on a CUDA device, else ``"cells"``.
-        nprobe: lists scanned by ``"faiss-ivf"``; cells scanned first by ``"cells"`` and by each block
-            of the candidates' build.
+        nprobe: lists scanned by ``"faiss-ivf"``; cells scanned first by each block of the candidates'
+            build.
         num_cells: lists or cells of ``"faiss-ivf"``/``"cells"``/``"candidates"``
             (default :func:`default_num_cells`).
         scan_cells: most cells one block of the candidates' build scans: more makes the radii
@@ -608,6 +665,7 @@ class DatasetNeighborIndex:
                 cells = self._timed("cells", lambda: _StateCells(z, self.num_cells, seed, chunk_elements))
             if backend == "candidates":
                 table = self._timed("candidates", lambda: _CandidateTable(z, cells, num_candidates, nprobe, scan_cells))
+                cells.set_row_reach(table.reach_bounds, table.reach_cells)
                 self._candidates = torch.from_numpy(table.rows).to(self.keys.device)
                 self._radius = torch.from_numpy(table.radius).to(self.keys.device)
                 self._candidate_bytes = table.memory_bytes
@@ -635,7 +693,7 @@ class DatasetNeighborIndex:
             return _FaissFlatSearcher(keys)
         if name == "faiss-ivf":
             return _FaissIVFSearcher(keys, self.num_cells, nprobe, seed)
-        return _CellSearcher(cells, keys, self.state_dim, nprobe)
+        return _CellSearcher(cells, keys, self.state_dim)
 
     # ------------------------------------------------------------------------------------ sizes
     @property
@@ -701,13 +759,15 @@ class DatasetNeighborIndex:
         self.stats.fallback_rows += count
         if count:
             distances[uncertified], found[uncertified] = self._search(
-                queries[uncertified], upper=distances[uncertified, -1]
+                queries[uncertified], upper=distances[uncertified, -1], rows=rows[uncertified]
             )
         return self._neighbors(distances, found, device)
 
-    def _search(self, queries: torch.Tensor, upper: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _search(
+        self, queries: torch.Tensor, upper: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """General search (distances, rows) ``(B, k)`` for keys on the index's device."""
-        candidates = self._searcher.search(queries, self.k, upper)
+        candidates = self._searcher.search(queries, self.k, upper, rows)
         return _refine(self.keys, queries, candidates.to(self.keys.device), self.k)
 
     def _neighbors(self, distances: torch.Tensor, rows: torch.Tensor, device: torch.device) -> Neighbors:

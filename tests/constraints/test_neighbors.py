@@ -173,6 +173,29 @@ def test_fallback_runs_for_far_actions_and_stays_exact(data, queries) -> None:
             assert stats.fallback_rows > 0
 
 
+@pytest.mark.parametrize("listed", [1, 4, 1000])
+def test_cell_search_is_exact_with_short_cell_lists_and_many_chunks(listed, data, queries, monkeypatch) -> None:
+    """The cell search bounds only a listed prefix of cells per query (per dataset row or per nearest
+    centroid) and every cell for queries whose prefix fills the list; with lists of 1 or 4 cells most
+    queries take the every-cell path, with 1000 none does. Queries also run in chunks of 10 rows."""
+    from saferl.constraints import neighbors
+
+    monkeypatch.setattr(neighbors, "_NEAR_CELLS", listed)
+    states, actions = data
+    rows = queries["rows"]
+    for k in (1, 3):
+        index = DatasetNeighborIndex(states, actions, BETA, k=k, chunk_elements=10 * default_num_cells(len(states)))
+        cells = DatasetNeighborIndex(states, actions, BETA, backend="cells", k=k)
+        for kind in ("near", "far"):
+            acts = queries[kind]
+            query_keys = make_keys(torch.from_numpy(states)[rows], acts, BETA)
+            distances = brute_force(index.keys, query_keys)
+            assert_exact(index.query_rows(rows, acts), distances, k)
+            assert_exact(index.query_keys(query_keys), distances, k)
+            assert_exact(cells.query_keys(query_keys), distances, k)
+        assert index.stats.fallback_rows > 0
+
+
 @pytest.mark.parametrize("fallback", EXACT_BACKENDS)
 def test_every_exact_fallback_is_exact(fallback, data, queries) -> None:
     states, actions = data

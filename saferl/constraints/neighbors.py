@@ -448,6 +448,7 @@ class _CellSearcher:
         self._action_low = empty.scatter_reduce(0, members, actions, "amin").numpy()
         self._action_high = (-empty).scatter_reduce(0, members, actions, "amax").numpy()
         self._centroids = np.ascontiguousarray(cells.centroids.numpy())
+        self.search(torch.empty(0, keys.shape[1]), 1)  # compile (or load from numba's cache) at build time
         self.memory_bytes = (
             cells.memory_bytes + self._grouped_keys.nbytes + self._grouped_rows.nbytes + self._block_starts.nbytes
             + self._block_first.nbytes + self._block_low.nbytes + self._block_high.nbytes + self._action_low.nbytes

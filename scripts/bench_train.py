@@ -11,7 +11,8 @@ same selected data:
   and ``torch.optim.Adam``'s defaults;
 * **network only**: the same network and fused Adam stepping on one fixed, pre-normalised batch: no
   sampling, no logging. No trainer can beat it, so ``speedup_ceiling`` (its rate over the OSRL-style one)
-  bounds the speed-up any data pipeline can reach with this network.
+  bounds the speed-up any data pipeline can reach with this network. ``--compiled-ceiling`` also times
+  that step with the network under ``torch.compile`` (does compiling raise the bound?).
 
 Prints a table and a last line ``RESULT {json}`` with ``speedup_vs_per_sample_loader`` (target >= 3).
 Run alone: a second busy process on the 2 cores slows torch 8-16x.
@@ -78,19 +79,30 @@ def osrl_style_steps_per_s(data: TransitionDataset, steps: int, batch_size: int,
     return steps / (time.perf_counter() - start)
 
 
-def network_only_steps_per_s(data: TransitionDataset, steps: int, batch_size: int, hidden: list[int]) -> float:
-    """Steps/s of the update alone (fused Adam) on one fixed, pre-normalised batch."""
+def network_only_steps_per_s(
+    data: TransitionDataset, steps: int, batch_size: int, hidden: list[int], compiled: bool = False
+) -> float:
+    """Steps/s of the update alone (fused Adam) on one fixed, pre-normalised batch; with ``compiled``, the
+    network goes through ``torch.compile`` (inductor) first and 3 untimed steps compile it."""
     torch.manual_seed(0)
     actor = MLP(data.obs_dim, data.act_dim, hidden=tuple(hidden), output_activation="tanh")
     optim = torch.optim.Adam(actor.parameters(), lr=1e-3, fused=True)
     batch = data.sample(batch_size, torch.Generator().manual_seed(0))
     obs = (batch.observations - batch.observations.mean(0)) / (batch.observations.std(0) + 1e-3)
-    start = time.perf_counter()
-    for _ in range(steps):
+
+    def step() -> None:
         loss = F.mse_loss(actor(obs), batch.actions)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
+
+    if compiled:
+        actor.compile()
+        for _ in range(3):
+            step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
     return steps / (time.perf_counter() - start)
 
 
@@ -111,6 +123,8 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (under a minute)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compiled-ceiling", action="store_true",
+                        help="also time the network-only step under torch.compile (about 20 s to compile per batch size)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps, repeats = (200, 3) if args.quick else (2000, 3)
@@ -119,16 +133,22 @@ def main() -> dict:
     safe = select_bc_safe(data, 10.0)
     rows = []
     for batch_size in (512, 256):
-        ours, theirs, network = [], [], []
+        ours, theirs, network, compiled = [], [], [], []
         for _ in range(repeats):  # interleaved, median: robust to a passing load on the machine
             with tempfile.TemporaryDirectory() as tmp:
                 ours.append(saferl_steps_per_s(data, steps, batch_size, hidden, Path(tmp) / "run"))
             theirs.append(osrl_style_steps_per_s(safe, steps, batch_size, hidden))
             network.append(network_only_steps_per_s(safe, steps, batch_size, hidden))
+            if args.compiled_ceiling:
+                compiled.append(network_only_steps_per_s(safe, steps, batch_size, hidden, compiled=True))
         ours_s, theirs_s, network_s = (float(np.median(rates)) for rates in (ours, theirs, network))
         rows.append({"batch_size": batch_size, "saferl_steps_per_s": round(ours_s, 1),
                      "osrl_style_steps_per_s": round(theirs_s, 1), "speedup": round(ours_s / theirs_s, 2),
                      "network_only_steps_per_s": round(network_s, 1), "ceiling": round(network_s / theirs_s, 2)})
+        if compiled:
+            compiled_s = float(np.median(compiled))
+            rows[-1].update(compiled_network_steps_per_s=round(compiled_s, 1),
+                            compiled_ceiling=round(compiled_s / theirs_s, 2))
     print(f"BC-Safe on the point robot ({len(safe)} selected transitions), MLP {hidden}, {steps} steps, "
           f"median of {repeats} interleaved repeats, {args.threads} torch threads")
     print(f"{'batch':>6} {'saferl steps/s':>15} {'OSRL-style steps/s':>19} {'speed-up':>9} "
@@ -136,6 +156,9 @@ def main() -> dict:
     for row in rows:
         print(f"{row['batch_size']:>6} {row['saferl_steps_per_s']:>15} {row['osrl_style_steps_per_s']:>19} "
               f"{row['speedup']:>9} {row['network_only_steps_per_s']:>21} {row['ceiling']:>8}")
+        if "compiled_ceiling" in row:
+            print(f"{'':>6} torch.compile'd network only: {row['compiled_network_steps_per_s']} steps/s, "
+                  f"ceiling {row['compiled_ceiling']}")
     result = {
         "speedup_vs_per_sample_loader": rows[0]["speedup"],
         "speedup_batch_256": rows[1]["speedup"],
@@ -143,6 +166,7 @@ def main() -> dict:
         "osrl_style_steps_per_s": rows[0]["osrl_style_steps_per_s"],
         "network_only_steps_per_s": rows[0]["network_only_steps_per_s"],
         "speedup_ceiling": rows[0]["ceiling"],
+        **({"compiled_speedup_ceiling": rows[0]["compiled_ceiling"]} if args.compiled_ceiling else {}),
         "batch_size": rows[0]["batch_size"],
         "steps": steps,
         "quick": args.quick,

@@ -118,11 +118,32 @@ def saferl_steps_per_s(data: TransitionDataset, steps: int, batch_size: int, hid
         return float(list(csv.DictReader(handle))[-1]["steps_per_s"])
 
 
+def profile(data: TransitionDataset, safe: TransitionDataset, hidden: list[int], steps: int = 1000) -> None:
+    """saferl's loop and the network step alone, back to back twice, then saferl's loop under cProfile."""
+    import cProfile
+    import pstats
+
+    for _ in range(2):
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = saferl_steps_per_s(data, steps, 512, hidden, Path(tmp) / "run")
+        network = network_only_steps_per_s(safe, steps, 512, hidden)
+        print(f"batch 512: saferl {ours:.1f} steps/s, network only {network:.1f} steps/s ({ours / network:.0%})")
+    profiler = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as tmp:
+        profiler.enable()
+        saferl_steps_per_s(data, steps, 512, hidden, Path(tmp) / "run")
+        profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+
+
 def main() -> dict:
     """Run the comparison and return the result dict."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps (under a minute)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: saferl and the network step back to back (1000 steps, batch 512), then cProfile "
+                             "of saferl's loop (where a step goes)")
     parser.add_argument("--compiled-ceiling", action="store_true",
                         help="also time the network-only step under torch.compile (about 20 s to compile per batch size)")
     args = parser.parse_args()
@@ -131,6 +152,9 @@ def main() -> dict:
     hidden = [256, 256]
     data = build_point_robot_dataset(1000, seed=0)
     safe = select_bc_safe(data, 10.0)
+    if args.profile:
+        profile(data, safe, hidden)
+        return {}
     rows = []
     for batch_size in (512, 256):
         ours, theirs, network, compiled = [], [], [], []

@@ -16,8 +16,8 @@ module docstring of :mod:`saferl.constraints.neighbors` (section *Search*):
 Distances are accumulated in float64 from the float32 keys; pruning compares against ``U (1 + slack)``.
 Inside a cell, points are cut into blocks of consecutive dataset rows (trajectory neighbours, close in
 key space); a block whose key box is farther than ``U`` is skipped whole.
-numba (not torch) because the work per query is a few dozen cells and a few hundred points: torch's
-per-operation overhead on such small tensors cost 5-10x the arithmetic (docs/algorithms/prdc.md, Speed).
+numba (not torch) because the work per query is a handful of cells and a few dozen points: as batched
+torch operations it is dozens of operations on small tensors, where torch's per-operation cost dominates.
 """
 
 from __future__ import annotations

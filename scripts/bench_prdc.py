@@ -14,8 +14,8 @@ here, and ``overlap_speedup`` is their ratio of steps/s: a lower waited share is
 the steps/s rise with it.
 
 Prints a table and a last line ``RESULT {json}`` with ``steps_per_s`` per backend and ``search_share`` of
-the default backend and default settings (target <= 0.25). ``--quick`` (under a minute) uses 1e5 transitions and skips the
-brute-force CPU backends; the full run uses 1e6. Run alone: a second busy process slows torch 8-16x.
+the default backend and default settings (target <= 0.25). ``--quick`` (under a minute) uses 1e5
+transitions and skips the brute-force CPU backends; the full run uses 1e6. Run alone: a second busy process slows torch 8-16x.
 """
 
 from __future__ import annotations

@@ -105,10 +105,9 @@ EXACT_BACKENDS = ("cells", "kdtree", "faiss-flat", "torch")
 _RELATIVE_SLACK = 1e-5  # float32 direct distances are accurate to about 1e-6 (relative)
 _REFINE_EXTRA = 8  # matrix-product distances rank k + 8 points, re-ranked by direct differences
 _KMEANS_ITERATIONS = 10
-_KMEANS_POINTS_PER_CELL = 32
-_NEAR_CELLS = 256
+_KMEANS_POINTS_PER_CELL = 32  # k-means trains on at most 32 points per centroid (a random subsample)
+_NEAR_CELLS = 256  # cells listed per cell for the cell search's walk (module docstring, *Search*)
 _BLOCK_POINTS = 16  # consecutive points of a cell under one key box in the cell search
-_QUERIES_PER_THREAD = 32  # the cell search splits a batch over threads in parts of at least this many  # nearest cells listed per cell (their separations prune the exact search's cells)  # k-means trains on at most 32 points per centroid (a random subsample)
 
 
 @dataclass(frozen=True)
@@ -348,7 +347,9 @@ class _StateCells:
         # 1 / (2 ‖c_l − c_m‖) from direct differences; centroids closer than 1e-9 (relative) count as
         # coincident and bound nothing (their half-space test would be rounding noise)
         separation = torch.cdist(self.centroids, self.centroids, compute_mode="donot_use_mm_for_euclid_dist")
-        distinct = separation > 1e-9 * (1 + self._centroid_norms.max().sqrt())  # as ``coincident`` below
+        self.coincident = 1e-9 * (1 + float(self._centroid_norms.max().sqrt()))
+        """Centroids closer than this count as coincident: their half-space bound is 0."""
+        distinct = separation > self.coincident
         self._half_inverse_separation = torch.where(distinct, 0.5 / separation, 0.0).float()
         # each cell's nearest cells (itself first) and their separations, ascending: the walk of a query
         # whose dataset row is not known (``lists``)
@@ -356,8 +357,6 @@ class _StateCells:
         near_separation, near_cells = torch.topk(separation, listed, dim=1, largest=False, sorted=True)
         self._near_separation = np.ascontiguousarray(near_separation.numpy())
         self._near_cells = np.ascontiguousarray(near_cells.numpy())
-        self.coincident = 1e-9 * (1 + float(self._centroid_norms.max().sqrt()))
-        """Centroids closer than this count as coincident: their half-space bound is 0."""
         self._row_reach: tuple[np.ndarray, np.ndarray] | None = None
         self._centroids32 = self.centroids.float()
         self._centroid_norms32 = self._centroid_norms.float()
@@ -366,14 +365,19 @@ class _StateCells:
         for start in range(0, len(z), step):
             squared = self._squared_distances(torch.from_numpy(z[start : start + step]))
             self.assignment[start : start + step] = squared.argmin(1).numpy()
+        self.order = np.argsort(self.assignment, kind="stable")
+        """Dataset rows grouped by cell (dataset order inside a cell)."""
+        self.starts = np.searchsorted(self.assignment[self.order], np.arange(num_cells + 1)).astype(np.int64)
+        """``order[starts[l] : starts[l + 1]]`` are the rows of cell ``l``."""
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes of the centroids, their separations and the cell of every point."""
+        """Bytes of the centroids, their separations and lists, and the cell of every point."""
         lists = self._near_separation.nbytes + self._near_cells.nbytes
         if self._row_reach is not None:
             lists += self._row_reach[0].nbytes + self._row_reach[1].nbytes
-        return self.centroids.numel() * 12 + self._half_inverse_separation.numel() * 4 + lists + self.assignment.nbytes
+        grouping = self.assignment.nbytes + self.order.nbytes + self.starts.nbytes
+        return self.centroids.numel() * 12 + self._half_inverse_separation.numel() * 4 + lists + grouping
 
     def _squared_distances(self, z: torch.Tensor) -> torch.Tensor:
         """``‖z − c_l‖²`` in float64, ``(B, num_cells)``."""
@@ -431,10 +435,8 @@ class _CellSearcher:
         self.state_dim = state_dim
         # points grouped by cell (dataset order inside a cell: trajectory neighbours stay together), each
         # cell cut into blocks of at most _BLOCK_POINTS consecutive points with the box of their keys
-        order = np.argsort(cells.assignment, kind="stable")
-        starts = np.searchsorted(cells.assignment[order], np.arange(cells.num_cells + 1)).astype(np.int64)
-        self._grouped_keys = np.ascontiguousarray(keys[order], dtype=np.float32)
-        self._grouped_rows = order.astype(np.int64)
+        starts = cells.starts
+        self._grouped_keys = np.ascontiguousarray(keys[cells.order], dtype=np.float32)
         blocks_per_cell = -(-np.diff(starts) // _BLOCK_POINTS)
         self._block_starts = np.concatenate([[0], np.cumsum(blocks_per_cell)]).astype(np.int64)
         cell_of_block = np.repeat(np.arange(cells.num_cells), blocks_per_cell)
@@ -450,7 +452,7 @@ class _CellSearcher:
         self._centroids = np.ascontiguousarray(cells.centroids.numpy())
         self.search(torch.empty(0, keys.shape[1]), 1)  # compile (or load from numba's cache) at build time
         self.memory_bytes = (
-            cells.memory_bytes + self._grouped_keys.nbytes + self._grouped_rows.nbytes + self._block_starts.nbytes
+            cells.memory_bytes + self._grouped_keys.nbytes + self._block_starts.nbytes
             + self._block_first.nbytes + self._block_low.nbytes + self._block_high.nbytes + self._action_low.nbytes
             + self._action_high.nbytes
         )
@@ -467,7 +469,7 @@ class _CellSearcher:
         found = self._kernel(
             points, bounds, np.ascontiguousarray(own, dtype=np.int64), list_cells, list_keys, row_keys,
             self._centroids, self.cells.coincident, self._block_starts, self._block_first, self._block_low,
-            self._block_high, self._grouped_keys, self._grouped_rows, self._action_low, self._action_high, k,
+            self._block_high, self._grouped_keys, self.cells.order, self._action_low, self._action_high, k,
             _RELATIVE_SLACK,
         )
         return torch.from_numpy(found).to(queries.device)
@@ -488,8 +490,7 @@ class _CandidateTable:
         self.rows = np.empty((num_points, self.width), dtype=np.int32)
         self.radius = np.empty(num_points, dtype=np.float32)
         self._cells = cells
-        self._order = np.argsort(cells.assignment, kind="stable")  # rows grouped by cell
-        self._starts = np.searchsorted(cells.assignment[self._order], np.arange(cells.num_cells + 1))
+        self._order, self._starts = cells.order, cells.starts  # rows grouped by cell
         self._grouped = torch.from_numpy(z[self._order])
         listed = min(cells.num_cells, _NEAR_CELLS)
         self.reach_bounds = torch.full((cells.num_cells, listed), math.inf, dtype=torch.float64)
